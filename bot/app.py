@@ -1,0 +1,50 @@
+"""Wiring: build the services and the Bolt app from the settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import App, BoltContext
+
+from bot import cards  # noqa: F401 - registers the card senders
+from bot.definition import Definition
+from bot.services import Services
+from bot.settings import Settings, secret
+from bot.slack import Directory, make_client
+from store.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings, definition: Definition, db: Database) -> Services:
+    slack = make_client(secret(settings.slack_bot_token), settings.slack_api_url)
+    return Services(
+        settings=settings,
+        db=db,
+        definition=definition,
+        slack=slack,
+        directory=Directory(db, slack),
+    )
+
+
+def build_bolt_app(services: Services) -> App:
+    """The Bolt app; every listener finds the services on its context."""
+    app = App(
+        client=services.slack,
+        signing_secret=secret(services.settings.slack_signing_secret),
+        # No auth.test at start-up: the app starts (and answers health checks)
+        # while Slack is unreachable; the outbox sends once it is back.
+        token_verification_enabled=False,
+        logger=logging.getLogger("slack_bolt"),
+    )
+
+    @app.middleware
+    def provide_services(context: BoltContext, next: Any) -> Any:  # noqa: A002 - Bolt's name
+        context["services"] = services
+        return next()
+
+    from handlers import register
+
+    register(app)
+    return app

@@ -1,0 +1,178 @@
+"""The handoff card: what a rep sees for one lead, open or decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.blocks.common import (
+    Block,
+    actions,
+    button,
+    clip,
+    context,
+    divider,
+    escape,
+    header,
+    limit_blocks,
+    local_time,
+    mrkdwn,
+    option,
+    section,
+)
+
+ACCEPT = "handoff_accept"
+REJECT = "handoff_reject"
+REASSIGN = "handoff_reassign"
+COMMERCIAL = "handoff_commercial"
+COMMERCIAL_BLOCK = "commercial"
+DECIDE_BLOCK = "decide"
+
+
+@dataclass(frozen=True)
+class CardLine:
+    label: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CardModel:
+    handoff_id: int
+    lead_external_id: str
+    company: str | None
+    name: str | None
+    title: str | None
+    email: str | None
+    source: str | None
+    campaign: str | None
+    score: int
+    mql: int
+    hot: bool
+    fit: tuple[CardLine, ...]
+    intent: tuple[CardLine, ...]
+    commercial: tuple[tuple[str, str], ...]  # (id, label) from the definition
+    due_at: datetime
+    owner_tz: str | None
+    owner_user_id: str | None
+    routed_by: str
+    status: str = "open"
+    checked: tuple[str, ...] = ()
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason_label: str | None = None
+    note: str | None = None
+    action: str | None = None
+    reassigned_to: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _title(card: CardModel) -> str:
+    company = card.company or card.email or card.lead_external_id
+    return f"{'🔥 Hot lead' if card.hot else 'New lead'}: {company}"
+
+
+def fallback_text(card: CardModel) -> str:
+    """The notification text (and what screen readers get)."""
+    who = ", ".join(filter(None, [card.name, card.title]))
+    text = f"{_title(card)}" + (f" — {who}" if who else "")
+    if card.status == "open":
+        text += f". Respond by {local_time(card.due_at, card.owner_tz)}."
+    return clip(text, 3000)
+
+
+def _person(card: CardModel) -> str:
+    first = " · ".join(
+        filter(
+            None,
+            [
+                f"*{escape(card.name)}*" if card.name else None,
+                escape(card.title),
+                escape(card.email),
+            ],
+        )
+    )
+    second = " · ".join(
+        filter(
+            None,
+            [
+                f"Source: {escape(card.source)}" if card.source else None,
+                f"Campaign: {escape(card.campaign)}" if card.campaign else None,
+            ],
+        )
+    )
+    return "\n".join(filter(None, [first, second])) or f"Lead {escape(card.lead_external_id)}"
+
+
+def _lines(lines: tuple[CardLine, ...], mark: str) -> str:
+    return "\n".join(
+        f"{mark} {escape(line.label)}" + (f" ({escape(line.detail)})" if line.detail else "")
+        for line in lines
+    )
+
+
+def _outcome(card: CardModel) -> str:
+    when = local_time(card.decided_at, card.owner_tz) if card.decided_at else ""
+    who = f"<@{card.decided_by}>" if card.decided_by else "someone"
+    if card.status == "accepted":
+        return f"✅ *Accepted* by {who}, {when}"
+    if card.status == "rejected":
+        action = "recycled to nurture" if card.action == "recycle" else "disqualified"
+        text = f"❌ *Rejected* by {who}, {when}: {escape(card.reason_label or '')} ({action})"
+        if card.note:
+            text += f"\n> {escape(card.note)}"
+        return text
+    if card.status == "reassigned":
+        return f"↪️ *Reassigned* to <@{card.reassigned_to}> by {who}, {when}"
+    return ""
+
+
+def build_card(card: CardModel) -> list[Block]:
+    blocks: list[Block] = [header(_title(card)), section(_person(card))]
+    if card.fit:
+        blocks.append(section("*Fit* — every criterion met\n" + _lines(card.fit, "✓")))
+    if card.intent:
+        blocks.append(
+            section(
+                f"*Intent* — {card.score} points (qualifies at {card.mql})\n"
+                + _lines(card.intent, "•")
+            )
+        )
+    if card.status != "open":
+        blocks += [divider(), section(_outcome(card))]
+        if card.checked:
+            labels = [label for cid, label in card.commercial if cid in card.checked]
+            blocks.append(context("Confirmed: " + ", ".join(escape(lb) for lb in labels)))
+        return limit_blocks(blocks)
+
+    if card.commercial:
+        options = [option(label, item_id) for item_id, label in card.commercial[:10]]
+        checkboxes: Block = {"type": "checkboxes", "action_id": COMMERCIAL, "options": options}
+        initial = [o for o in options if o["value"] in card.checked]
+        if initial:
+            checkboxes["initial_options"] = initial
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": COMMERCIAL_BLOCK,
+                "text": mrkdwn("*Confirm what you can* (saved with your decision)"),
+                "accessory": checkboxes,
+            }
+        )
+    value = str(card.handoff_id)
+    blocks.append(
+        actions(
+            button("Accept", ACCEPT, value, style="primary"),
+            button("Reject", REJECT, value, style="danger"),
+            button("Reassign", REASSIGN, value),
+            block_id=DECIDE_BLOCK,
+        )
+    )
+    blocks.append(
+        context(
+            f"⏱ Respond by *{local_time(card.due_at, card.owner_tz)}*",
+            f"Routed: {escape(card.routed_by)}",
+            f"Lead `{escape(card.lead_external_id)}`",
+        )
+    )
+    return limit_blocks(blocks)

@@ -1,0 +1,228 @@
+"""Delivering handoff cards: find the owner in Slack, render, post, remember where.
+
+The card is rendered when it is sent, not when it is queued, so it always shows
+the handoff as it is (and the deadline in the owner's own time zone).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from bot import clock
+from bot.blocks.card import CardLine, CardModel, build_card, fallback_text
+from bot.definition import Definition
+from bot.delivery import Permanent, Retry, sender, slack_retry_after
+from bot.leads import lead_from_stored
+from bot.routing import route
+from bot.services import Services
+from bot.slack import SlackPerson
+from store import audit
+from store import routing as routing_store
+from store.models import Handoff, HandoffStatus, Lead, Outbox, Verdict
+
+logger = logging.getLogger(__name__)
+
+_CARD_NOT_POSTED_YET = timedelta(seconds=5)
+
+
+def _latest_verdict(session: Session, lead_id: int) -> Verdict | None:
+    return session.scalars(
+        select(Verdict).where(Verdict.lead_id == lead_id).order_by(Verdict.id.desc()).limit(1)
+    ).first()
+
+
+def card_model(
+    session: Session, definition: Definition, handoff: Handoff, *, owner_tz: str | None
+) -> CardModel:
+    lead = session.get(Lead, handoff.lead_id)
+    assert lead is not None
+    verdict = _latest_verdict(session, lead.id)  # type: ignore[arg-type]
+    detail: dict[str, Any] = verdict.detail if verdict else {}
+    labels = {c.id: c.label for c in definition.fit}
+    signal_labels = {s.id: s.label for s in definition.intent.signals}
+    fit = tuple(
+        CardLine(labels.get(c["id"], c["id"]), "" if c["value"] is None else str(c["value"]))
+        for c in detail.get("criteria", [])
+        if c["passed"]
+    )
+    intent = tuple(
+        CardLine(
+            signal_labels.get(s["id"], s["id"]),
+            f"{s['points']:+d}"
+            + (f", {s['count']}×" if s["count"] > 1 else "")
+            + (" capped" if s["points"] != s["uncapped"] else ""),
+        )
+        for s in detail.get("signals", [])
+    )
+    reason = definition.reason(handoff.reason_id) if handoff.reason_id else None
+    reassigned_to = None
+    if handoff.status == HandoffStatus.REASSIGNED:
+        successor = session.scalars(
+            select(Handoff).where(Handoff.previous_id == handoff.id)
+        ).first()
+        reassigned_to = successor.owner_user_id if successor else None
+    return CardModel(
+        handoff_id=handoff.id,  # type: ignore[arg-type]
+        lead_external_id=lead.external_id,
+        company=lead.company,
+        name=lead.name,
+        title=lead.title,
+        email=lead.email,
+        source=lead.source,
+        campaign=lead.campaign,
+        score=lead.score,
+        mql=detail.get("mql", definition.thresholds.mql),
+        hot=lead.hot,
+        fit=fit,
+        intent=intent,
+        commercial=tuple((item.id, item.label) for item in definition.commercial),
+        due_at=handoff.due_at,
+        owner_tz=owner_tz,
+        owner_user_id=handoff.owner_user_id,
+        routed_by=handoff.routed_by,
+        status=handoff.status,
+        checked=tuple(handoff.commercial),
+        decided_by=handoff.decided_by,
+        decided_at=handoff.decided_at,
+        reason_label=reason.label if reason else handoff.reason_id,
+        note=handoff.note,
+        action=handoff.action,
+        reassigned_to=reassigned_to,
+    )
+
+
+def _find_owner(services: Services, handoff: Handoff) -> tuple[str, SlackPerson]:
+    """The owner in Slack; an owner Slack does not know falls back to the pool."""
+    tried: list[str] = []
+    email = handoff.owner_email
+    while True:
+        person = services.directory.by_email(email)
+        if person is not None:
+            if tried:
+                _reroute(services, handoff, email, tried)
+            return email, person
+        tried.append(email)
+        with services.db.session() as session:
+            lead = session.get(Lead, handoff.lead_id)
+            assert lead is not None
+            rotation = routing_store.positions(
+                session, [r.key for r in services.definition.handoff.routing]
+            )
+            away = routing_store.away_reps(session)
+        decision = route(
+            lead_from_stored(_stored_lead(lead)),
+            services.definition,
+            rotation=rotation,
+            away=away,
+            exclude=tried,
+        )
+        if decision.owner is None:
+            raise Permanent(f"no rep in Slack for this lead: {', '.join(tried)} not found")
+        email = decision.owner
+        handoff.routed_by = f"{', '.join(tried)} not found in Slack; {decision.why}"
+        if decision.rotation_key is not None and decision.next_position is not None:
+            with services.db.transaction() as session:
+                routing_store.save_position(session, decision.rotation_key, decision.next_position)
+
+
+def _reroute(services: Services, handoff: Handoff, email: str, tried: list[str]) -> None:
+    with services.db.transaction() as session:
+        session.execute(
+            update(Handoff)
+            .where(Handoff.id == handoff.id)
+            .values(owner_email=email, routed_by=handoff.routed_by)
+        )
+        audit.record(
+            session,
+            at=clock.now(),
+            actor="handoff",
+            action="rerouted",
+            lead_id=handoff.lead_id,
+            handoff_id=handoff.id,
+            owner=email,
+            why=f"{', '.join(tried)} not found in Slack; fell back to the pool",
+        )
+    handoff.owner_email = email
+
+
+def _stored_lead(lead: Lead) -> dict[str, Any]:
+    return {
+        "id": lead.external_id,
+        "email": lead.email,
+        "name": lead.name,
+        "title": lead.title,
+        "company": lead.company,
+        "source": lead.source,
+        "campaign": lead.campaign,
+        "attributes": lead.attributes,
+        "signals": lead.signals,
+    }
+
+
+def post_to_user(
+    services: Services, user_id: str, *, text: str, blocks: list[Any]
+) -> dict[str, Any]:
+    """A paced DM; a 429 becomes a Retry at Slack's Retry-After."""
+    now = clock.now()
+    services.delivery.pacer.reserve(user_id, now)
+    try:
+        response = services.slack.chat_postMessage(channel=user_id, text=text, blocks=blocks)
+    except SlackApiError as exc:
+        after = slack_retry_after(exc)
+        if after is None:
+            raise
+        services.delivery.pacer.back_off(user_id, now + after)
+        raise Retry(after, "rate limited by Slack") from None
+    return {"channel": response["channel"], "ts": response["ts"]}
+
+
+@sender("handoff_card")
+def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
+    with services.db.session() as session:
+        handoff = session.get(Handoff, item.payload["handoff_id"])
+    if handoff is None:
+        raise Permanent("handoff no longer exists")
+    if handoff.status != HandoffStatus.OPEN:
+        return {"skipped": f"handoff is {handoff.status}"}
+    email, person = _find_owner(services, handoff)
+    with services.db.session() as session:
+        handoff.owner_user_id = person.user_id
+        model = card_model(session, services.definition, handoff, owner_tz=person.tz)
+    result = post_to_user(
+        services, person.user_id, text=fallback_text(model), blocks=build_card(model)
+    )
+    with services.db.transaction() as session:
+        session.execute(
+            update(Handoff)
+            .where(Handoff.id == handoff.id)
+            .values(channel=result["channel"], ts=result["ts"], owner_user_id=person.user_id)
+        )
+    return {**result, "owner": email}
+
+
+@sender("card_update")
+def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
+    """Re-render a posted card in place (after a decision or a reassignment)."""
+    with services.db.session() as session:
+        handoff = session.get(Handoff, item.payload["handoff_id"])
+        if handoff is None:
+            raise Permanent("handoff no longer exists")
+        if not handoff.channel or not handoff.ts:
+            raise Retry(_CARD_NOT_POSTED_YET, "card not posted yet")
+        tz = _owner_tz(services, handoff.owner_email)
+        model = card_model(session, services.definition, handoff, owner_tz=tz)
+    services.slack.chat_update(
+        channel=handoff.channel, ts=handoff.ts, text=fallback_text(model), blocks=build_card(model)
+    )
+    return {"channel": handoff.channel, "ts": handoff.ts}
+
+
+def _owner_tz(services: Services, email: str) -> str | None:
+    person = services.directory.by_email(email)
+    return person.tz if person else None

@@ -1,0 +1,12 @@
+"""`handoff`: the command line. Each command group lives in its own module."""
+
+from bot.cli import (  # noqa: F401 - each module registers its commands
+    backtest_cmd,
+    definition_cmd,
+    demo_cmd,
+    import_cmd,
+    run_cmd,
+)
+from bot.cli.base import main
+
+__all__ = ["main"]

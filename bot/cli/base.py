@@ -1,0 +1,73 @@
+"""The `handoff` command group and what every command shares.
+
+Every command reads the same environment as `handoff run`. Bad input exits
+with status 2 and a message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import NoReturn
+
+import click
+
+from bot.definition import Definition, DefinitionError, load_definition
+from bot.settings import Settings, SettingsError, load_settings
+from store.db import Database, SchemaError
+
+BAD_INPUT = 2
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    raise SystemExit(BAD_INPUT)
+
+
+class Env:
+    """Lazily built settings, definition and database for one command."""
+
+    @cached_property
+    def settings(self) -> Settings:
+        try:
+            return load_settings()
+        except SettingsError as exc:
+            fail("\n".join(exc.problems))
+
+    def definition_at(self, path: str) -> Definition:
+        try:
+            return load_definition(path)
+        except DefinitionError as exc:
+            fail(f"{path}: the definition has {len(exc.problems)} problem(s):\n{exc}")
+        except OSError as exc:
+            fail(f"{path}: cannot read the definition: {exc.strerror or exc}")
+
+    @cached_property
+    def definition(self) -> Definition:
+        return self.definition_at(self.settings.handoff_definition)
+
+    @cached_property
+    def db(self) -> Database:
+        database = Database(self.settings.database_url)
+        try:
+            database.create_schema()
+        except SchemaError as exc:
+            fail(f"DATABASE_URL: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any connection failure is a bad setting here
+            fail(f"DATABASE_URL: cannot open the database: {exc.__class__.__name__}: {exc}")
+        return database
+
+
+pass_env = click.make_pass_decorator(Env, ensure=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Handoff: one shared lead definition, enforced in Slack."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = Env()

@@ -1,0 +1,70 @@
+"""`handoff import FILE`: stream a CSV or JSONL file through intake."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from bot import clock
+from bot.cli.base import Env, fail, main, pass_env
+from bot.intake import Intake, LeadOutcome
+from bot.leads import LeadIn, Row, read_rows
+
+BATCH = 1000
+
+
+def _valid_leads(rows: Iterator[Row], invalid: list[Row]) -> Iterator[LeadIn]:
+    for row in rows:
+        if row.lead is None:
+            invalid.append(row)
+        else:
+            yield row.lead
+
+
+def import_file(intake: Intake, path: Path, *, dry_run: bool) -> tuple[Counter[str], list[Row]]:
+    """Import a file; returns the count per outcome and the invalid rows."""
+    invalid: list[Row] = []
+    counts: Counter[str] = Counter()
+    now = clock.now()
+    outcome: LeadOutcome
+    for outcome in intake.ingest(
+        _valid_leads(read_rows(path), invalid), now=now, batch_size=BATCH, dry_run=dry_run
+    ):
+        counts[outcome.outcome] += 1
+    return counts, invalid
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Judge and report, store nothing.")
+@pass_env
+def import_command(env: Env, file: Path, dry_run: bool) -> None:
+    """Import leads from a CSV or JSONL FILE (upsert by id, judged on the way in)."""
+    if file.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
+        fail(f"{file}: expected a .csv or .jsonl file")
+    intake = Intake(env.db, env.definition, actor="import")
+    try:
+        counts, invalid = import_file(intake, file, dry_run=dry_run)
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    total = sum(counts.values())
+    verb = "would import" if dry_run else "imported"
+    click.echo(f"{file}: {verb} {total} lead(s), {len(invalid)} invalid row(s)")
+    for outcome, label in OUTCOME_LABELS:
+        if counts.get(outcome):
+            click.echo(f"  {label:<34}{counts[outcome]:>8}")
+    for row in invalid:
+        click.echo(f"  line {row.line}: {row.error}", err=True)
+
+
+OUTCOME_LABELS = (
+    ("handed_off", "qualified, handed off to sales"),
+    ("no_owner", "qualified, no rep available"),
+    ("missing_context", "qualified, missing context"),
+    ("nurture", "nurture (not qualified)"),
+    ("updated", "updated, already with sales"),
+    ("unchanged", "unchanged"),
+)

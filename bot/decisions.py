@@ -1,0 +1,315 @@
+"""Deciding a handoff: accept, reject with a reason, or reassign.
+
+The first decision wins, and the database is the referee: every decision is a
+conditional UPDATE (`... WHERE status = 'open'`) and only the caller whose
+update touched the row goes on. Double clicks, Slack retries and an owner and a
+manager racing from two devices therefore give exactly one decision, in one
+process or many. Everything a decision causes (the card update, the CRM
+write-back, the end of the SLA clock, the audit line) is written in the same
+transaction and sent later through the outbox, so Slack gets its ack at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session
+
+from bot import clock
+from bot.blocks.common import local_time
+from bot.definition import Definition
+from bot.handoffs import open_handoff
+from bot.services import Services
+from bot.sla import close_clock
+from store import audit, outbox
+from store.models import Handoff, HandoffStatus, Lead, LeadStatus
+
+CARD_UPDATE = "card_update"
+NOTE_LIMIT = 3000
+
+
+class Refused(Exception):  # noqa: N818 - a refusal, told to the user, not a crash
+    """A decision that cannot be made; str() is the sentence to show the user."""
+
+
+def load(services: Services, handoff_id: Any) -> Handoff:
+    try:
+        key = int(handoff_id)
+    except (TypeError, ValueError):
+        raise Refused("That card does not belong to a handoff I know.") from None
+    with services.db.session() as session:
+        handoff = session.get(Handoff, key)
+    if handoff is None:
+        raise Refused("This lead is no longer in Handoff (it may have been removed).")
+    return handoff
+
+
+def authorise(services: Services, handoff: Handoff, user_id: str) -> None:
+    """Only the owner or the owner's manager (from the definition) may decide."""
+    if user_id and user_id == handoff.owner_user_id:
+        return
+    manager = services.definition.manager_of(handoff.owner_email)
+    email = services.directory.email_of(user_id)
+    if email is not None and email.lower() in {handoff.owner_email.lower(), manager}:
+        return
+    owner = f"<@{handoff.owner_user_id}>" if handoff.owner_user_id else handoff.owner_email
+    who = f"{owner} or their manager ({manager})" if manager else owner
+    raise Refused(f"Only {who} can decide on this lead.")
+
+
+def ensure_open(services: Services, handoff: Handoff) -> None:
+    if handoff.status != HandoffStatus.OPEN:
+        raise _already_decided(services.definition, handoff)
+
+
+def _already_decided(definition: Definition, handoff: Handoff) -> Refused:
+    who = f"<@{handoff.decided_by}>" if handoff.decided_by else "someone"
+    when = local_time(handoff.decided_at, definition.timezone.key) if handoff.decided_at else ""
+    return Refused(
+        f"This lead was already {handoff.status} by {who}" + (f", {when}." if when else ".")
+    )
+
+
+def _claim(session: Session, handoff_id: int, **values: Any) -> bool:
+    """The first decision wins: True only for the caller whose update touched the row."""
+    result = session.execute(
+        update(Handoff)
+        .where(Handoff.id == handoff_id, Handoff.status == HandoffStatus.OPEN)
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def _reload(session: Session, handoff_id: int) -> Handoff:
+    handoff = session.get(Handoff, handoff_id, populate_existing=True)
+    assert handoff is not None
+    return handoff
+
+
+def _refuse_lost_race(services: Services, handoff_id: int) -> Refused:
+    with services.db.session() as session:
+        current = session.get(Handoff, handoff_id)
+    assert current is not None
+    return _already_decided(services.definition, current)
+
+
+def accept(
+    services: Services,
+    handoff_id: Any,
+    user_id: str,
+    *,
+    commercial: Iterable[str] = (),
+    now: datetime | None = None,
+) -> Handoff:
+    handoff = load(services, handoff_id)
+    authorise(services, handoff, user_id)
+    ensure_open(services, handoff)
+    now = now or clock.now()
+    known = {item.id for item in services.definition.commercial}
+    confirmed = [item for item in commercial if item in known]
+    with services.db.transaction() as session:
+        won = _claim(
+            session,
+            handoff.id,
+            status=HandoffStatus.ACCEPTED,
+            decided_by=user_id,
+            decided_at=now,
+            commercial=confirmed,
+        )
+        if won:
+            decided = _reload(session, handoff.id)
+            _settle(
+                session,
+                services,
+                decided,
+                lead_status=LeadStatus.ACCEPTED,
+                now=now,
+                action="accepted",
+                actor=user_id,
+                commercial=confirmed,
+            )
+    if not won:
+        raise _refuse_lost_race(services, handoff.id)
+    services.delivery.wake()
+    return decided
+
+
+def rejection_problems(
+    definition: Definition, reason_id: str | None, note: str | None
+) -> dict[str, str]:
+    """What is wrong with a rejection, by the modal block it belongs to."""
+    reason = definition.reason(reason_id) if reason_id else None
+    if reason is None:
+        return {"reason": "Pick the reason that fits best."}
+    if reason.note_required and not (note or "").strip():
+        return {"note": f"“{reason.label}” needs a note for marketing."}
+    if note and len(note) > NOTE_LIMIT:
+        return {"note": f"Keep the note under {NOTE_LIMIT} characters."}
+    return {}
+
+
+def reject(
+    services: Services,
+    handoff_id: Any,
+    user_id: str,
+    *,
+    reason_id: str,
+    note: str | None,
+    now: datetime | None = None,
+) -> Handoff:
+    problems = rejection_problems(services.definition, reason_id, note)
+    if problems:
+        raise Refused(" ".join(problems.values()))
+    reason = services.definition.reason(reason_id)
+    assert reason is not None
+    handoff = load(services, handoff_id)
+    authorise(services, handoff, user_id)
+    ensure_open(services, handoff)
+    now = now or clock.now()
+    note = (note or "").strip() or None
+    with services.db.transaction() as session:
+        won = _claim(
+            session,
+            handoff.id,
+            status=HandoffStatus.REJECTED,
+            decided_by=user_id,
+            decided_at=now,
+            reason_id=reason.id,
+            note=note,
+            action=reason.action,
+        )
+        if won:
+            decided = _reload(session, handoff.id)
+            lead_status = (
+                LeadStatus.NURTURE if reason.action == "recycle" else LeadStatus.DISQUALIFIED
+            )
+            _settle(
+                session,
+                services,
+                decided,
+                lead_status=lead_status,
+                now=now,
+                action="rejected",
+                actor=user_id,
+                reason=reason.id,
+                criterion=reason.criterion,
+                outcome=reason.action,
+                note=note,
+            )
+    if not won:
+        raise _refuse_lost_race(services, handoff.id)
+    services.delivery.wake()
+    return decided
+
+
+def reassign(
+    services: Services,
+    handoff_id: Any,
+    user_id: str,
+    *,
+    to_user_id: str,
+    now: datetime | None = None,
+) -> Handoff:
+    """Hand the lead to another rep: their own card and a fresh response clock."""
+    handoff = load(services, handoff_id)
+    authorise(services, handoff, user_id)
+    ensure_open(services, handoff)
+    if to_user_id == handoff.owner_user_id:
+        raise Refused(f"<@{to_user_id}> already owns this lead.")
+    person = services.directory.by_user_id(to_user_id)
+    if person is None:
+        raise Refused(
+            f"I cannot find an email for <@{to_user_id}> in Slack, so I cannot hand them the lead."
+        )
+    now = now or clock.now()
+    with services.db.transaction() as session:
+        won = _claim(
+            session, handoff.id, status=HandoffStatus.REASSIGNED, decided_by=user_id, decided_at=now
+        )
+        if won:
+            old = _reload(session, handoff.id)
+            close_clock(session, services.definition, old, at=now)
+            successor = open_handoff(
+                session,
+                definition=services.definition,
+                lead_id=old.lead_id,
+                owner_email=person.email,
+                owner_user_id=person.user_id,
+                routed_by=f"reassigned by <@{user_id}> from {old.owner_email}",
+                now=now,
+                actor=user_id,
+                previous_id=old.id,
+            )
+            audit.record(
+                session,
+                at=now,
+                actor=user_id,
+                action="reassigned",
+                lead_id=old.lead_id,
+                handoff_id=old.id,
+                from_owner=old.owner_email,
+                to_owner=person.email,
+                new_handoff_id=successor.id,
+            )
+            _enqueue_card_update(session, old, now)
+    if not won:
+        raise _refuse_lost_race(services, handoff.id)
+    services.delivery.wake()
+    return successor
+
+
+def _settle(
+    session: Session,
+    services: Services,
+    handoff: Handoff,
+    *,
+    lead_status: str,
+    now: datetime,
+    action: str,
+    actor: str,
+    **detail: Any,
+) -> None:
+    """What every final decision does, in the deciding transaction."""
+    close_clock(session, services.definition, handoff, at=now)
+    session.execute(
+        update(Lead).where(Lead.id == handoff.lead_id).values(status=lead_status, updated_at=now)
+    )
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        action=action,
+        lead_id=handoff.lead_id,
+        handoff_id=handoff.id,
+        owner=handoff.owner_email,
+        **detail,
+    )
+    _enqueue_card_update(session, handoff, now)
+    settings = services.settings
+    for kind, enabled in (
+        ("webhook", bool(settings.handoff_webhook_url)),
+        ("hubspot", settings.hubspot_token is not None),
+    ):
+        if enabled:
+            outbox.enqueue(
+                session,
+                kind=kind,
+                payload={"handoff_id": handoff.id},
+                dedupe_key=f"handoff:{handoff.id}:{kind}",
+                handoff_id=handoff.id,
+                now=now,
+            )
+
+
+def _enqueue_card_update(session: Session, handoff: Handoff, now: datetime) -> None:
+    outbox.enqueue(
+        session,
+        kind=CARD_UPDATE,
+        payload={"handoff_id": handoff.id},
+        dedupe_key=f"handoff:{handoff.id}:{handoff.status}",
+        handoff_id=handoff.id,
+        now=now,
+    )

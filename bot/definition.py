@@ -1,0 +1,791 @@
+"""The shared definition (`qualification.yml`): loaded, validated, and held as plain data.
+
+Validation collects *every* problem with its path (`fit[1].in: expected a list`)
+before giving up, because the person fixing the file is RevOps, not a Python
+developer, and one problem per run is a slow way to fix a file. The result is a
+tree of frozen dataclasses the judge can read a million times a second.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from bot.calendar import (
+    BusinessCalendar,
+    BusinessDuration,
+    CalendarError,
+    WeeklyHours,
+    WeeklySchedule,
+    parse_business_hours,
+    parse_duration,
+    parse_schedule,
+)
+
+OPERATORS = ("between", "in", "not_in", "equals", "gte", "lte", "matches")
+ACTIONS = ("recycle", "disqualify")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_PERCENT = re.compile(r"^(\d+(?:\.\d+)?)\s*%$")
+
+
+class DefinitionError(ValueError):
+    """The definition does not validate; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --- the definition as data ------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value).replace(",", ""))
+    except ValueError:
+        return None
+
+
+def _norm(value: Any) -> str:
+    """How `in`, `not_in` and `equals` compare: as text, case-insensitively."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One test on one lead field (a top-level field or an attribute)."""
+
+    field: str
+    operator: str
+    argument: Any
+    allow_missing: bool = False
+    test: Callable[[Any], bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "test", _compile(self.operator, self.argument))
+
+
+def _compile(operator: str, argument: Any) -> Callable[[Any], bool]:
+    """A fast predicate for one operator; values arrive as str, int or float."""
+    if operator == "between":
+        low, high = argument
+
+        def between(value: Any) -> bool:
+            number = _number(value)
+            return number is not None and low <= number <= high
+
+        return between
+    if operator in ("gte", "lte"):
+        bound = argument
+        if operator == "gte":
+            return lambda value: (n := _number(value)) is not None and n >= bound
+        return lambda value: (n := _number(value)) is not None and n <= bound
+    if operator in ("in", "not_in"):
+        allowed = frozenset(_norm(item) for item in argument)
+        if operator == "in":
+            return lambda value: _norm(value) in allowed
+        return lambda value: _norm(value) not in allowed
+    if operator == "equals":
+        expected = _norm(argument)
+        return lambda value: _norm(value) == expected
+    pattern = re.compile(argument, re.IGNORECASE)
+    return lambda value: pattern.search(str(value)) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FitCriterion:
+    id: str
+    label: str
+    condition: Condition
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    id: str
+    label: str
+    points: int
+    max: int | None = None
+
+
+@dataclass(frozen=True)
+class Intent:
+    window_days: int
+    signals: tuple[Signal, ...]
+
+    @cached_property
+    def by_id(self) -> dict[str, Signal]:
+        return {signal.id: signal for signal in self.signals}
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    mql: int
+    hot: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommercialItem:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sla:
+    respond_within: BusinessDuration
+    business_hours: WeeklyHours
+    holidays: tuple[date, ...]
+    remind_at: tuple[float, ...]
+    escalate_at: float
+    escalation_channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRule:
+    key: str  # "routing[1]": how routing explanations and rotation state name it
+    when: Condition | None
+    reps: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRules:
+    required: tuple[str, ...]
+    sla: Sla
+    routing: tuple[RoutingRule, ...]
+    managers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    id: str
+    label: str
+    criterion: str | None
+    action: str  # recycle | disqualify
+    note_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DigestConfig:
+    channel: str
+    schedule: WeeklySchedule
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A revenue goal the digest works backwards from to the leads it needs."""
+
+    revenue: float
+    deal_value: float
+    period: str  # year | quarter | month
+    win_rate: float  # accepted lead -> won deal, as sales measures it
+
+
+@dataclass(frozen=True, slots=True)
+class Owners:
+    marketing: str
+    sales: str
+
+
+@dataclass(frozen=True)
+class Definition:
+    version: int
+    owners: Owners
+    review_every_days: int
+    reviewed_on: date | None
+    timezone: ZoneInfo
+    fit: tuple[FitCriterion, ...]
+    intent: Intent
+    thresholds: Thresholds
+    commercial: tuple[CommercialItem, ...]
+    handoff: HandoffRules
+    reasons: tuple[Reason, ...]
+    digest: DigestConfig
+    target: Target | None
+    source: str
+    fingerprint: str
+
+    def calendar(self) -> BusinessCalendar:
+        return self._calendar
+
+    @cached_property
+    def _calendar(self) -> BusinessCalendar:
+        sla = self.handoff.sla
+        return BusinessCalendar(sla.business_hours, self.timezone, sla.holidays)
+
+    @cached_property
+    def _reasons(self) -> dict[str, Reason]:
+        return {reason.id: reason for reason in self.reasons}
+
+    def reason(self, reason_id: str) -> Reason | None:
+        return self._reasons.get(reason_id)
+
+    def criterion_label(self, criterion_id: str | None) -> str | None:
+        """The label of a fit criterion or commercial item a reason points at."""
+        for item in (*self.fit, *self.commercial):
+            if item.id == criterion_id:
+                return item.label
+        return None
+
+    def points_at(self, reason: Reason) -> str:
+        """What a rejection reason points at: fit, commercial or other."""
+        if reason.criterion in {c.id for c in self.fit}:
+            return "fit"
+        if reason.criterion in {c.id for c in self.commercial}:
+            return "commercial"
+        return "other"
+
+    def manager_of(self, rep_email: str | None) -> str | None:
+        return self.handoff.managers.get((rep_email or "").lower())
+
+    @property
+    def all_reps(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for rule in self.handoff.routing:
+            seen.update(dict.fromkeys(rule.reps))
+        return tuple(seen)
+
+
+# --- loading and validation ------------------------------------------------------------------
+
+
+class _Reader:
+    """Walks the parsed YAML, collecting problems by path instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}" if path else message)
+
+    def mapping(
+        self, node: Any, path: str, *, required: Iterable[str] = (), optional: Iterable[str] = ()
+    ) -> dict[str, Any] | None:
+        if not isinstance(node, dict):
+            self.problem(path, f"expected a mapping, got {_kind(node)}")
+            return None
+        required, optional = tuple(required), tuple(optional)
+        known = (*required, *optional)
+        for key in node:
+            if key not in known:
+                self.problem(_join(path, str(key)), "unknown key" + _did_you_mean(str(key), known))
+        for key in required:
+            if key not in node or node[key] is None:
+                self.problem(_join(path, key), "required")
+        return node
+
+    def sequence(self, node: Any, path: str, *, non_empty: bool = True) -> list[Any]:
+        if not isinstance(node, list):
+            self.problem(path, f"expected a list, got {_kind(node)}")
+            return []
+        if non_empty and not node:
+            self.problem(path, "expected at least one item")
+        return node
+
+    def text(self, node: Any, path: str) -> str | None:
+        if isinstance(node, str) and node.strip():
+            return node.strip()
+        self.problem(path, f"expected text, got {_kind(node)}")
+        return None
+
+    def email(self, node: Any, path: str) -> str | None:
+        value = self.text(node, path)
+        if value is not None and not _EMAIL.match(value):
+            self.problem(path, f"expected an email address, got '{value}'")
+            return None
+        return value.lower() if value else None
+
+    def identifier(self, node: Any, path: str) -> str | None:
+        value = self.text(node, path)
+        if value is not None and not _ID.match(value):
+            self.problem(path, f"expected an id of lower-case letters, digits and _, got '{value}'")
+            return None
+        return value
+
+    def integer(self, node: Any, path: str, *, minimum: int | None = None) -> int | None:
+        if isinstance(node, bool) or not isinstance(node, int):
+            self.problem(path, f"expected a whole number, got {_kind(node)}")
+            return None
+        if minimum is not None and node < minimum:
+            self.problem(path, f"expected at least {minimum}, got {node}")
+            return None
+        return node
+
+    def number(self, node: Any, path: str) -> float | None:
+        if isinstance(node, bool) or not isinstance(node, int | float):
+            self.problem(path, f"expected a number, got {_kind(node)}")
+            return None
+        return float(node)
+
+    def boolean(self, node: Any, path: str) -> bool:
+        if node is None:
+            return False
+        if not isinstance(node, bool):
+            self.problem(path, f"expected true or false, got {_kind(node)}")
+            return False
+        return node
+
+    def fraction(self, node: Any, path: str) -> float | None:
+        """'50%' -> 0.5 (a bare number is read as a fraction: 0.5 -> 0.5)."""
+        if isinstance(node, int | float) and not isinstance(node, bool) and node > 0:
+            return float(node)
+        match = _PERCENT.match(str(node).strip()) if isinstance(node, str) else None
+        if match and float(match.group(1)) > 0:
+            return float(match.group(1)) / 100
+        self.problem(path, f'expected a percentage like "50%", got {_kind(node)}')
+        return None
+
+    def parsed(self, parse: Callable[[str], Any], node: Any, path: str) -> Any:
+        value = self.text(node, path)
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except CalendarError as exc:
+            self.problem(path, str(exc))
+            return None
+
+    def unique(self, ids: list[tuple[str, str | None]]) -> None:
+        seen: dict[str, str] = {}
+        for path, item_id in ids:
+            if item_id is None:
+                continue
+            if item_id in seen:
+                self.problem(path, f"duplicate id '{item_id}' (also at {seen[item_id]})")
+            else:
+                seen[item_id] = path
+
+
+def _kind(node: Any) -> str:
+    if node is None:
+        return "nothing"
+    if isinstance(node, bool):
+        return f"{str(node).lower()}"
+    if isinstance(node, dict):
+        return "a mapping"
+    if isinstance(node, list):
+        return "a list"
+    if isinstance(node, str):
+        return f"'{node}'"
+    return repr(node)
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+TOP_LEVEL = (
+    "version",
+    "owners",
+    "review_every_days",
+    "reviewed_on",
+    "timezone",
+    "fit",
+    "intent",
+    "thresholds",
+    "commercial",
+    "handoff",
+    "reasons",
+    "digest",
+    "target",
+)
+REQUIRED_TOP_LEVEL = (
+    "version",
+    "owners",
+    "timezone",
+    "fit",
+    "intent",
+    "thresholds",
+    "handoff",
+    "reasons",
+    "digest",
+)
+
+
+def _condition(r: _Reader, node: dict[str, Any], path: str) -> Condition | None:
+    operators = [key for key in OPERATORS if key in node]
+    field_name = r.text(node.get("field"), _join(path, "field"))
+    allow_missing = r.boolean(node.get("allow_missing"), _join(path, "allow_missing"))
+    if len(operators) != 1:
+        r.problem(
+            path,
+            f"expected exactly one of {', '.join(OPERATORS)}"
+            + (f", got {' and '.join(operators)}" if operators else ""),
+        )
+        return None
+    operator = operators[0]
+    where = _join(path, operator)
+    raw = node[operator]
+    argument: Any = None
+    if operator == "between":
+        items = r.sequence(raw, where)
+        numbers = [r.number(item, _join(where, i)) for i, item in enumerate(items)]
+        if items and len(items) != 2:
+            r.problem(where, f"expected two numbers [low, high], got {len(items)} items")
+        elif len(numbers) == 2 and None not in numbers:
+            if numbers[0] > numbers[1]:
+                r.problem(where, f"low ({items[0]}) is above high ({items[1]})")
+            argument = (numbers[0], numbers[1])
+    elif operator in ("in", "not_in"):
+        items = r.sequence(raw, where)
+        for i, item in enumerate(items):
+            if isinstance(item, dict | list) or item is None:
+                r.problem(_join(where, i), f"expected a value, got {_kind(item)}")
+        argument = tuple(items)
+    elif operator in ("gte", "lte"):
+        argument = r.number(raw, where)
+    elif operator == "equals":
+        if isinstance(raw, dict | list) or raw is None:
+            r.problem(where, f"expected a value, got {_kind(raw)}")
+        argument = raw
+    else:
+        argument = r.text(raw, where)
+        if argument is not None:
+            try:
+                re.compile(argument)
+            except re.error as exc:
+                r.problem(where, f"not a valid regular expression: {exc}")
+                argument = None
+    if field_name is None or argument is None:
+        return None
+    return Condition(field_name, operator, argument, allow_missing)
+
+
+CONDITION_KEYS = ("field", "allow_missing", *OPERATORS)
+
+
+def _fit(r: _Reader, node: Any) -> tuple[FitCriterion, ...]:
+    criteria = []
+    for i, item in enumerate(r.sequence(node, "fit")):
+        path = f"fit[{i}]"
+        data = r.mapping(item, path, required=("id", "label", "field"), optional=CONDITION_KEYS)
+        if data is None:
+            continue
+        criterion_id = r.identifier(data.get("id"), _join(path, "id"))
+        label = r.text(data.get("label"), _join(path, "label"))
+        condition = _condition(r, data, path)
+        if criterion_id and label and condition:
+            criteria.append(FitCriterion(criterion_id, label, condition))
+    return tuple(criteria)
+
+
+def _intent(r: _Reader, node: Any) -> Intent | None:
+    data = r.mapping(node, "intent", required=("window_days", "signals"))
+    if data is None:
+        return None
+    window = r.integer(data.get("window_days"), "intent.window_days", minimum=1)
+    signals = []
+    for i, item in enumerate(r.sequence(data.get("signals"), "intent.signals")):
+        path = f"intent.signals[{i}]"
+        entry = r.mapping(item, path, required=("id", "label", "points"), optional=("max",))
+        if entry is None:
+            continue
+        signal_id = r.identifier(entry.get("id"), _join(path, "id"))
+        label = r.text(entry.get("label"), _join(path, "label"))
+        points = r.integer(entry.get("points"), _join(path, "points"))
+        if points == 0:
+            r.problem(_join(path, "points"), "expected a positive or negative number, got 0")
+        cap = None
+        if entry.get("max") is not None:
+            cap = r.integer(entry["max"], _join(path, "max"), minimum=1)
+            if points is not None and points < 0:
+                r.problem(_join(path, "max"), "a cap only applies to positive points")
+        if signal_id and label and points:
+            signals.append(Signal(signal_id, label, points, cap))
+    if window is None:
+        return None
+    return Intent(window, tuple(signals))
+
+
+def _thresholds(r: _Reader, node: Any) -> Thresholds | None:
+    data = r.mapping(node, "thresholds", required=("mql", "hot"))
+    if data is None:
+        return None
+    mql = r.integer(data.get("mql"), "thresholds.mql", minimum=1)
+    hot = r.integer(data.get("hot"), "thresholds.hot", minimum=1)
+    if mql is None or hot is None:
+        return None
+    if hot < mql:
+        r.problem("thresholds.hot", f"expected at least mql ({mql}), got {hot}")
+    return Thresholds(mql, hot)
+
+
+def _commercial(r: _Reader, node: Any) -> tuple[CommercialItem, ...]:
+    items = []
+    for i, item in enumerate(r.sequence(node or [], "commercial", non_empty=False)):
+        path = f"commercial[{i}]"
+        data = r.mapping(item, path, required=("id", "label"))
+        if data is None:
+            continue
+        item_id = r.identifier(data.get("id"), _join(path, "id"))
+        label = r.text(data.get("label"), _join(path, "label"))
+        if item_id and label:
+            items.append(CommercialItem(item_id, label))
+    return tuple(items)
+
+
+def _sla(r: _Reader, node: Any) -> Sla | None:
+    data = r.mapping(
+        node,
+        "handoff.sla",
+        required=("respond_within",),
+        optional=("business_hours", "holidays", "remind_at", "escalate_at", "escalation_channel"),
+    )
+    if data is None:
+        return None
+    within = r.parsed(parse_duration, data.get("respond_within"), "handoff.sla.respond_within")
+    hours = r.parsed(
+        parse_business_hours,
+        data.get("business_hours", "mon-fri 09:00-17:00"),
+        "handoff.sla.business_hours",
+    )
+    holidays = []
+    for i, item in enumerate(
+        r.sequence(data.get("holidays") or [], "handoff.sla.holidays", non_empty=False)
+    ):
+        if isinstance(item, date):
+            holidays.append(item)
+        else:
+            r.problem(
+                f"handoff.sla.holidays[{i}]", f"expected a date like 2026-12-25, got {_kind(item)}"
+            )
+    remind_at = tuple(
+        fraction
+        for i, item in enumerate(
+            r.sequence(data.get("remind_at", ["50%"]), "handoff.sla.remind_at", non_empty=False)
+        )
+        if (fraction := r.fraction(item, f"handoff.sla.remind_at[{i}]")) is not None
+    )
+    escalate_at = r.fraction(data.get("escalate_at", "100%"), "handoff.sla.escalate_at")
+    channel = None
+    if data.get("escalation_channel") is not None:
+        channel = r.text(data["escalation_channel"], "handoff.sla.escalation_channel")
+    if within is None or hours is None or escalate_at is None:
+        return None
+    return Sla(within, hours, tuple(holidays), tuple(sorted(set(remind_at))), escalate_at, channel)
+
+
+def _routing(r: _Reader, node: Any) -> tuple[RoutingRule, ...]:
+    rules = []
+    for i, item in enumerate(r.sequence(node, "handoff.routing")):
+        path = f"handoff.routing[{i}]"
+        data = r.mapping(item, path, optional=("when", "to", "round_robin"))
+        if data is None:
+            continue
+        targets = [key for key in ("to", "round_robin") if key in data]
+        if len(targets) != 1:
+            r.problem(path, "expected exactly one of to, round_robin")
+            continue
+        where = _join(path, targets[0])
+        reps = tuple(
+            email
+            for j, rep in enumerate(r.sequence(data[targets[0]], where))
+            if (email := r.email(rep, _join(where, j)))
+        )
+        when = None
+        if "when" in data:
+            when_data = r.mapping(
+                data["when"], _join(path, "when"), required=("field",), optional=CONDITION_KEYS
+            )
+            when = _condition(r, when_data, _join(path, "when")) if when_data else None
+        if reps:
+            rules.append(RoutingRule(path.removeprefix("handoff."), when, reps))
+    return tuple(rules)
+
+
+def _handoff(r: _Reader, node: Any) -> HandoffRules | None:
+    data = r.mapping(
+        node, "handoff", required=("sla", "routing"), optional=("required", "managers")
+    )
+    if data is None:
+        return None
+    required = tuple(
+        name
+        for i, item in enumerate(
+            r.sequence(data.get("required") or [], "handoff.required", non_empty=False)
+        )
+        if (name := r.text(item, f"handoff.required[{i}]"))
+    )
+    sla = _sla(r, data.get("sla"))
+    routing = _routing(r, data.get("routing"))
+    managers: dict[str, str] = {}
+    raw_managers = data.get("managers") or {}
+    if not isinstance(raw_managers, dict):
+        r.problem(
+            "handoff.managers",
+            f"expected a mapping of rep email to manager email, got {_kind(raw_managers)}",
+        )
+        raw_managers = {}
+    for rep, manager in raw_managers.items():
+        path = f"handoff.managers.{rep}"
+        rep_email = r.email(rep, path)
+        manager_email = r.email(manager, path)
+        if rep_email and manager_email:
+            managers[rep_email] = manager_email
+    if sla is None:
+        return None
+    return HandoffRules(required, sla, routing, managers)
+
+
+def _reasons(r: _Reader, node: Any, criteria: list[str]) -> tuple[Reason, ...]:
+    reasons = []
+    for i, item in enumerate(r.sequence(node, "reasons")):
+        path = f"reasons[{i}]"
+        data = r.mapping(
+            item, path, required=("id", "label", "action"), optional=("criterion", "note_required")
+        )
+        if data is None:
+            continue
+        reason_id = r.identifier(data.get("id"), _join(path, "id"))
+        label = r.text(data.get("label"), _join(path, "label"))
+        criterion = None
+        if data.get("criterion") is not None:
+            criterion = r.text(data["criterion"], _join(path, "criterion"))
+            if criterion and criterion not in criteria:
+                r.problem(
+                    _join(path, "criterion"),
+                    f"no criterion '{criterion}'" + _did_you_mean(criterion, criteria),
+                )
+        action = data.get("action")
+        if action is not None and action not in ACTIONS:
+            r.problem(_join(path, "action"), f"expected recycle or disqualify, got {_kind(action)}")
+        note_required = r.boolean(data.get("note_required"), _join(path, "note_required"))
+        if reason_id and label and action in ACTIONS:
+            reasons.append(Reason(reason_id, label, criterion, action, note_required))
+    return tuple(reasons)
+
+
+def _digest(r: _Reader, node: Any) -> DigestConfig | None:
+    data = r.mapping(node, "digest", required=("channel", "schedule"))
+    if data is None:
+        return None
+    channel = r.text(data.get("channel"), "digest.channel")
+    schedule = r.parsed(parse_schedule, data.get("schedule"), "digest.schedule")
+    return DigestConfig(channel, schedule) if channel and schedule else None
+
+
+def _target(r: _Reader, node: Any) -> Target | None:
+    if node is None:
+        return None
+    data = r.mapping(node, "target", required=("revenue", "deal_value", "period", "win_rate"))
+    if data is None:
+        return None
+    revenue = r.number(data.get("revenue"), "target.revenue")
+    deal_value = r.number(data.get("deal_value"), "target.deal_value")
+    period = data.get("period")
+    if period not in ("year", "quarter", "month"):
+        r.problem("target.period", f"expected year, quarter or month, got {_kind(period)}")
+    win_rate = r.fraction(data.get("win_rate"), "target.win_rate")
+    if deal_value is not None and deal_value <= 0:
+        r.problem("target.deal_value", "expected more than 0")
+        return None
+    if revenue is None or deal_value is None or win_rate is None or period is None:
+        return None
+    return Target(revenue, deal_value, period, win_rate)
+
+
+def _timezone(r: _Reader, node: Any) -> ZoneInfo | None:
+    name = r.text(node, "timezone")
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        r.problem("timezone", f"'{name}' is not an IANA time zone (like Australia/Sydney)")
+        return None
+
+
+def parse_definition(data: Any, *, source: str = "<definition>") -> Definition:
+    """Validate parsed YAML into a Definition, or raise DefinitionError listing every problem."""
+    r = _Reader()
+    top = r.mapping(data, "", required=REQUIRED_TOP_LEVEL, optional=TOP_LEVEL)
+    if top is None:
+        raise DefinitionError(r.problems)
+    version = r.integer(top.get("version"), "version", minimum=1)
+    owners_data = r.mapping(top.get("owners"), "owners", required=("marketing", "sales"))
+    owners = None
+    if owners_data is not None:
+        marketing = r.email(owners_data.get("marketing"), "owners.marketing")
+        sales = r.email(owners_data.get("sales"), "owners.sales")
+        owners = Owners(marketing, sales) if marketing and sales else None
+    review_days = r.integer(top.get("review_every_days", 90), "review_every_days", minimum=1)
+    reviewed_on = top.get("reviewed_on")
+    if reviewed_on is not None and not isinstance(reviewed_on, date):
+        r.problem("reviewed_on", f"expected a date like 2026-11-01, got {_kind(reviewed_on)}")
+        reviewed_on = None
+    timezone = _timezone(r, top.get("timezone"))
+    fit = _fit(r, top.get("fit"))
+    intent = _intent(r, top.get("intent"))
+    thresholds = _thresholds(r, top.get("thresholds"))
+    commercial = _commercial(r, top.get("commercial"))
+    handoff = _handoff(r, top.get("handoff"))
+    criteria = [c.id for c in fit] + [c.id for c in commercial]
+    reasons = _reasons(r, top.get("reasons"), criteria)
+    digest = _digest(r, top.get("digest"))
+    target = _target(r, top.get("target"))
+
+    r.unique(
+        [(f"fit[{i}].id", c.id) for i, c in enumerate(fit)]
+        + [(f"commercial[{i}].id", c.id) for i, c in enumerate(commercial)]
+    )
+    if intent:
+        r.unique([(f"intent.signals[{i}].id", s.id) for i, s in enumerate(intent.signals)])
+    r.unique([(f"reasons[{i}].id", reason.id) for i, reason in enumerate(reasons)])
+    if r.problems:
+        raise DefinitionError(r.problems)
+    assert owners and intent and thresholds and handoff and digest and timezone and version
+    canonical = json.dumps(data, sort_keys=True, default=str).encode()
+    return Definition(
+        version=version,
+        owners=owners,
+        review_every_days=review_days or 90,
+        reviewed_on=reviewed_on,
+        timezone=timezone,
+        fit=fit,
+        intent=intent,
+        thresholds=thresholds,
+        commercial=commercial,
+        handoff=handoff,
+        reasons=reasons,
+        digest=digest,
+        target=target,
+        source=source,
+        fingerprint=hashlib.sha256(canonical).hexdigest()[:16],
+    )
+
+
+def load_definition(path: str | Path) -> Definition:
+    """Read and validate a definition file. OSError if it cannot be read at all."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DefinitionError([f"{where}not valid YAML ({problem})"]) from None
+    return parse_definition(data, source=str(path))

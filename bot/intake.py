@@ -1,0 +1,280 @@
+"""Intake: store leads, judge them, and hand off the ones that newly qualify.
+
+Shared by `POST /leads` and `handoff import`. Work is done in batches, one
+transaction each: upsert by external id (re-sending the same lead changes
+nothing), a verdict per change, and — only on the transition to ready — a
+handoff with its Slack card queued in the outbox. Slack is never called here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from bot.definition import Definition
+from bot.handoffs import open_handoff
+from bot.judge import Verdict, judge
+from bot.leads import LeadIn
+from bot.routing import route
+from store import audit
+from store import leads as lead_store
+from store import routing as routing_store
+from store.db import Database
+from store.models import LeadStatus
+
+logger = logging.getLogger(__name__)
+
+HANDED_OFF = "handed_off"
+NURTURE = "nurture"
+MISSING_CONTEXT = "missing_context"
+UNCHANGED = "unchanged"
+UPDATED = "updated"  # re-judged while already with sales or decided: no new handoff
+NO_OWNER = "no_owner"
+
+# A lead already with sales (or decided) is re-judged but never handed off again.
+_SETTLED = {LeadStatus.HANDED_OFF, LeadStatus.ACCEPTED, LeadStatus.DISQUALIFIED}
+_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class LeadOutcome:
+    id: str
+    outcome: str
+    score: int = 0
+    qualified: bool = False
+    owner: str | None = None
+    why: str | None = None
+    missing: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "outcome": self.outcome,
+            "score": self.score,
+            "qualified": self.qualified,
+        }
+        if self.owner:
+            data["owner"] = self.owner
+        if self.why:
+            data["why"] = self.why
+        if self.missing:
+            data["missing"] = list(self.missing)
+        return data
+
+
+def verdict_detail(verdict: Verdict) -> dict[str, Any]:
+    """Compact JSON of a verdict, built by hand: this runs once per imported row."""
+    return {
+        "criteria": [
+            {"id": c.id, "passed": c.passed, "value": c.value, "missing": c.missing}
+            for c in verdict.criteria
+        ],
+        "signals": [
+            {"id": s.id, "count": s.count, "points": s.points, "uncapped": s.uncapped}
+            for s in verdict.signals
+        ],
+        "ignored": [{"name": i.name, "at": i.at, "why": i.why} for i in verdict.ignored],
+        "mql": verdict.mql,
+        "hot_at": verdict.hot_at,
+    }
+
+
+def _lead_values(lead: LeadIn) -> dict[str, Any]:
+    return {
+        "email": lead.email,
+        "name": lead.name,
+        "title": lead.title,
+        "company": lead.company,
+        "owner": lead.owner,
+        "source": lead.source,
+        "campaign": lead.campaign,
+        "attributes": lead.attributes,
+        "signals": [{"name": s.name, "at": s.at.isoformat()} for s in lead.signals],
+    }
+
+
+def _unique_batches(leads: Iterable[LeadIn], size: int) -> Iterator[list[LeadIn]]:
+    """Cut batches so no id appears twice in one (a repeat starts the next batch)."""
+    batch: list[LeadIn] = []
+    seen: set[str] = set()
+    for lead in leads:
+        if lead.id in seen or len(batch) >= size:
+            yield batch
+            batch, seen = [], set()
+        batch.append(lead)
+        seen.add(lead.id)
+    if batch:
+        yield batch
+
+
+class Intake:
+    def __init__(self, db: Database, definition: Definition, *, actor: str = "intake") -> None:
+        self.db = db
+        self.definition = definition
+        self.actor = actor
+        self._rule_keys = [rule.key for rule in definition.handoff.routing]
+
+    def ingest(
+        self,
+        leads: Iterable[LeadIn],
+        *,
+        now: datetime,
+        batch_size: int = 1000,
+        dry_run: bool = False,
+    ) -> list[LeadOutcome]:
+        outcomes: list[LeadOutcome] = []
+        for batch in _unique_batches(leads, batch_size):
+            outcomes.extend(self._ingest_batch(batch, now=now, dry_run=dry_run))
+        return outcomes
+
+    def _ingest_batch(
+        self, batch: Sequence[LeadIn], *, now: datetime, dry_run: bool
+    ) -> list[LeadOutcome]:
+        # Concurrent intake of the same new lead on PostgreSQL loses the race on the
+        # unique external id; the retry then sees the stored lead and says "unchanged".
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                with self.db.transaction() as session:
+                    outcomes = self._write_batch(session, batch, now=now)
+                    if dry_run:
+                        session.rollback()
+                    return outcomes
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == _RETRIES:
+                    raise
+                logger.warning("intake batch retried after a conflict (%s)", type(exc).__name__)
+        raise AssertionError("unreachable")
+
+    def _write_batch(
+        self, session: Any, batch: Sequence[LeadIn], *, now: datetime
+    ) -> list[LeadOutcome]:
+        definition = self.definition
+        known = lead_store.known_leads(session, (lead.id for lead in batch))
+        outcomes: list[LeadOutcome | None] = [None] * len(batch)
+        new_rows: list[dict[str, Any]] = []
+        new_index: list[int] = []
+        new_verdicts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        verdict_rows: list[dict[str, Any]] = []
+        to_route: list[int] = []
+        lead_ids: list[int | None] = [None] * len(batch)
+        verdict_base = {
+            "definition_version": definition.version,
+            "definition_fingerprint": definition.fingerprint,
+            "judged_at": now,
+        }
+
+        for i, lead in enumerate(batch):
+            payload_hash = lead.payload_hash()
+            previous = known.get(lead.id)
+            if previous is not None and previous.payload_hash == payload_hash:
+                outcomes[i] = LeadOutcome(lead.id, UNCHANGED)
+                continue
+            verdict = judge(lead, definition, now)
+            if previous is not None and previous.status in _SETTLED:
+                status, outcome = previous.status, UPDATED
+            elif verdict.ready and not (previous is not None and previous.ready):
+                status, outcome = LeadStatus.HANDED_OFF, HANDED_OFF
+                to_route.append(i)
+            elif verdict.qualified and verdict.missing:
+                status, outcome = LeadStatus.MISSING_CONTEXT, MISSING_CONTEXT
+            else:
+                status, outcome = LeadStatus.NURTURE, NURTURE
+            outcomes[i] = LeadOutcome(
+                lead.id, outcome, verdict.score, verdict.qualified, missing=verdict.missing
+            )
+            values = _lead_values(lead)
+            values.update(
+                payload_hash=payload_hash,
+                status=status,
+                qualified=verdict.qualified,
+                ready=verdict.ready,
+                hot=verdict.hot,
+                score=verdict.score,
+                updated_at=now,
+            )
+            verdict_row = {
+                **verdict_base,
+                "qualified": verdict.qualified,
+                "hot": verdict.hot,
+                "score": verdict.score,
+                "fit_passed": verdict.fit_passed,
+                "missing": list(verdict.missing),
+                "detail": verdict_detail(verdict),
+            }
+            if previous is None:
+                values.update(external_id=lead.id, created_at=now)
+                new_rows.append(values)
+                new_index.append(i)
+                new_verdicts.append(verdict_row)
+            else:
+                lead_ids[i] = previous.id
+                values["b_id"] = previous.id
+                updates.append(values)
+                verdict_rows.append({**verdict_row, "lead_id": previous.id})
+
+        for i, lead_id, verdict_row in zip(
+            new_index, lead_store.insert_leads(session, new_rows), new_verdicts, strict=True
+        ):
+            lead_ids[i] = lead_id
+            verdict_rows.append({**verdict_row, "lead_id": lead_id})
+        lead_store.update_leads(session, updates)
+        lead_store.insert_verdicts(session, verdict_rows)
+
+        if to_route:
+            self._hand_off(session, batch, to_route, lead_ids, outcomes, now=now)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _hand_off(
+        self,
+        session: Any,
+        batch: Sequence[LeadIn],
+        indexes: list[int],
+        lead_ids: list[int | None],
+        outcomes: list[LeadOutcome | None],
+        *,
+        now: datetime,
+    ) -> None:
+        rotation = routing_store.positions(session, self._rule_keys)
+        away = routing_store.away_reps(session)
+        changed_keys: set[str] = set()
+        unrouted: list[dict[str, Any]] = []
+        for i in indexes:
+            lead, lead_id, outcome = batch[i], lead_ids[i], outcomes[i]
+            assert lead_id is not None and outcome is not None
+            decision = route(lead, self.definition, rotation=rotation, away=away)
+            if decision.owner is None:
+                unrouted.append({"b_id": lead_id, "status": LeadStatus.NURTURE, "ready": False})
+                audit.record(
+                    session,
+                    at=now,
+                    actor=self.actor,
+                    action="not_routed",
+                    lead_id=lead_id,
+                    why=decision.why,
+                )
+                outcomes[i] = LeadOutcome(lead.id, NO_OWNER, outcome.score, True, why=decision.why)
+                continue
+            if decision.rotation_key is not None and decision.next_position is not None:
+                rotation[decision.rotation_key] = decision.next_position
+                changed_keys.add(decision.rotation_key)
+            open_handoff(
+                session,
+                definition=self.definition,
+                lead_id=lead_id,
+                owner_email=decision.owner,
+                routed_by=decision.why,
+                now=now,
+                actor=self.actor,
+            )
+            outcomes[i] = LeadOutcome(
+                lead.id, HANDED_OFF, outcome.score, True, owner=decision.owner, why=decision.why
+            )
+        lead_store.update_leads(session, unrouted)
+        for key in changed_keys:
+            routing_store.save_position(session, key, rotation[key])

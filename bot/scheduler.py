@@ -1,0 +1,66 @@
+"""APScheduler ticks the background sweeps; the timers themselves live in the database.
+
+In-memory job store and fixed job ids: each process has its own scheduler and
+none relies on another's (APScheduler's docs: never share a job store). What a
+tick does is claimed row by row in the database, so several processes are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot import clock, digest, reminders
+from bot.services import Services
+
+logger = logging.getLogger(__name__)
+
+SLA_SWEEP_JOB = "sla-sweep"
+DIGEST_JOB = "weekly-digest"
+DIGEST_CATCH_UP_JOB = "weekly-digest-catch-up"
+
+
+def digest_trigger(services: Services) -> CronTrigger:
+    """The digest's weekly slot, in the definition's own time zone (DST included)."""
+    schedule = services.definition.digest.schedule
+    return CronTrigger(
+        day_of_week=schedule.weekday,
+        hour=schedule.hour,
+        minute=schedule.minute,
+        timezone=services.definition.timezone,
+    )
+
+
+def build_scheduler(services: Services) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(
+        timezone="UTC",
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+    )
+    now = clock.now()
+    # First sweep at start: what fell due while the process was down goes out now.
+    scheduler.add_job(
+        reminders.sweep,
+        IntervalTrigger(seconds=services.settings.handoff_sweep_seconds),
+        id=SLA_SWEEP_JOB,
+        args=[services],
+        next_run_time=now,
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        digest.run_scheduled,
+        digest_trigger(services),
+        id=DIGEST_JOB,
+        args=[services],
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        digest.catch_up,
+        id=DIGEST_CATCH_UP_JOB,
+        args=[services],
+        next_run_time=now,
+        replace_existing=True,
+    )
+    return scheduler

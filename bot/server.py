@@ -1,0 +1,212 @@
+"""The one HTTP server: Slack's Request URL, lead intake and the health check.
+
+Served by waitress (a production WSGI server with a thread pool). The same
+process runs the outbox worker and the scheduler, and connects over Socket Mode
+when an app token is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import waitress
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot import clock
+from bot.intake import Intake
+from bot.leads import InvalidLeads, parse_body
+from bot.services import Services
+from bot.settings import secret
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+SIGNATURE_WINDOW_SECONDS = 5 * 60
+
+StartResponse = Callable[..., Any]
+Response = tuple[int, dict[str, Any] | list[Any]]
+
+_STATUS = {
+    200: "200 OK",
+    202: "202 Accepted",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    411: "411 Length Required",
+    413: "413 Content Too Large",
+    503: "503 Service Unavailable",
+}
+
+
+def intake_signature(secret_value: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret_value.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
+    return "v0=" + mac.hexdigest()
+
+
+def verify_intake(
+    secret_value: str, headers: dict[str, str], body: bytes, now: float
+) -> str | None:
+    """None when the request is genuine, else why not."""
+    timestamp = headers.get("x-handoff-timestamp", "")
+    signature = headers.get("x-handoff-signature", "")
+    if not timestamp or not signature:
+        return "missing X-Handoff-Timestamp or X-Handoff-Signature"
+    try:
+        age = abs(now - int(timestamp))
+    except ValueError:
+        return "X-Handoff-Timestamp is not unix seconds"
+    if age > SIGNATURE_WINDOW_SECONDS:
+        return "X-Handoff-Timestamp is more than 5 minutes from now"
+    if not hmac.compare_digest(intake_signature(secret_value, timestamp, body), signature):
+        return "bad signature"
+    return None
+
+
+class Router:
+    """The WSGI app: three routes, the Slack one handed to Bolt."""
+
+    def __init__(self, services: Services, bolt_app: App) -> None:
+        self.services = services
+        self.slack = SlackRequestHandler(bolt_app)
+        self.intake = Intake(services.db, services.definition)
+        self._intake_secret = secret(services.settings.handoff_intake_secret)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if path == "/slack/events":
+            if method != "POST":
+                return _reply(start_response, 405, {"error": "use POST"})
+            return self.slack(environ, start_response)
+        if path == "/leads":
+            if method != "POST":
+                return _reply(start_response, 405, {"error": "use POST"})
+            return _reply(start_response, *self.post_leads(environ))
+        if path == "/healthz":
+            ok = self.services.db.ping()
+            return _reply(
+                start_response,
+                200 if ok else 503,
+                {"status": "ok" if ok else "database unavailable"},
+            )
+        return _reply(start_response, 404, {"error": "not found"})
+
+    def post_leads(self, environ: dict[str, Any]) -> Response:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return 400, {"error": "bad Content-Length"}
+        if length > MAX_BODY:
+            return 413, {"error": f"body over {MAX_BODY} bytes"}
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {
+            key[5:].replace("_", "-").lower(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        problem = verify_intake(self._intake_secret, headers, body, time.time())
+        if problem:
+            logger.warning("rejected POST /leads: %s", problem)
+            return 401, {"error": problem}
+        try:
+            leads = parse_body(body)
+        except InvalidLeads as exc:
+            return 400, {"errors": [error.to_json() for error in exc.errors]}
+        outcomes = self.intake.ingest(leads, now=clock.now())
+        self.services.delivery.wake()
+        return 202, {"results": [outcome.to_json() for outcome in outcomes]}
+
+
+def _reply(start_response: StartResponse, status: int, payload: Any) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    start_response(
+        _STATUS.get(status, f"{status} Status"),
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+        ],
+    )
+    return [body]
+
+
+class HandoffServer:
+    """HTTP server + outbox worker + scheduler (+ Socket Mode), started and stopped together."""
+
+    def __init__(
+        self, services: Services, *, host: str = "0.0.0.0", port: int = 3000, threads: int = 8
+    ) -> None:
+        from bot.app import build_bolt_app
+        from bot.scheduler import build_scheduler
+
+        self.services = services
+        self.bolt_app = build_bolt_app(services)
+        self.router = Router(services, self.bolt_app)
+        self.http = waitress.create_server(
+            self.router,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="handoff",
+            max_request_body_size=MAX_BODY * 2,
+            channel_timeout=30,
+        )
+        self.scheduler = build_scheduler(services)
+        self.socket_mode: Any = None
+        self._stopped = threading.Event()
+
+    @property
+    def port(self) -> int:
+        return int(self.http.effective_port)  # type: ignore[union-attr]
+
+    def start_background(self) -> None:
+        self.services.delivery.start()
+        self.scheduler.start()
+        app_token = secret(self.services.settings.slack_app_token)
+        if app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            self.socket_mode = SocketModeHandler(self.bolt_app, app_token)
+            self.socket_mode.connect()
+            logger.info("connected to Slack over Socket Mode")
+
+    def serve_forever(self) -> None:
+        """Block serving HTTP until stop() (or SIGTERM / SIGINT in the main thread)."""
+        self.http.run()
+
+    def run(self) -> None:
+        """What `handoff run` does: start, serve, and on SIGTERM drain and exit."""
+        signal.signal(signal.SIGTERM, _raise_system_exit)
+        self.start_background()
+        logger.info("Handoff listening on port %s", self.port)
+        try:
+            self.serve_forever()  # returns after SIGTERM/SIGINT, in-flight requests finished
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.http.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
+        self.http.close()
+        if self.socket_mode is not None:
+            self.socket_mode.close()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self.services.delivery.stop()
+        self.services.db.dispose()
+        logger.info("Handoff stopped")
+
+
+def _raise_system_exit(signum: int, _frame: Any) -> None:
+    # waitress's loop turns SystemExit into an orderly stop of its worker threads.
+    raise SystemExit(0)

@@ -1,0 +1,88 @@
+"""Settings: read once from the environment at start-up and passed down.
+
+Commands that do not talk to Slack (import, demo, report, backtest) need only
+the database and the definition; `handoff run` asks for the rest via
+`problems_for_run()`, which names every missing or malformed variable at once.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    database_url: str = "sqlite:///handoff.db"
+    handoff_definition: str = "qualification.yml"
+    handoff_intake_secret: SecretStr | None = None
+    port: int = Field(default=3000, ge=1, le=65535)
+
+    # Optional, off by default.
+    handoff_sweep_seconds: float = Field(default=15.0, gt=0)
+    handoff_webhook_url: str | None = None
+    handoff_webhook_secret: SecretStr | None = None
+    hubspot_token: SecretStr | None = None
+    hubspot_api_url: str = "https://api.hubapi.com"
+    hubspot_status_property: str = "hs_lead_status"
+    hubspot_reason_property: str = "handoff_rejection_reason"
+    hubspot_note_property: str = "handoff_rejection_note"
+
+    def problems_for_run(self) -> list[str]:
+        """Everything `handoff run` needs, one line per problem."""
+        problems = []
+        bot = secret(self.slack_bot_token)
+        if not bot:
+            problems.append(
+                "SLACK_BOT_TOKEN: required; the bot token from OAuth & Permissions (xoxb-...)"
+            )
+        elif not bot.startswith("xoxb-"):
+            problems.append("SLACK_BOT_TOKEN: expected a bot token starting with xoxb-")
+        app = secret(self.slack_app_token)
+        if app and not app.startswith("xapp-"):
+            problems.append("SLACK_APP_TOKEN: expected an app-level token starting with xapp-")
+        if not secret(self.slack_signing_secret):
+            problems.append(
+                "SLACK_SIGNING_SECRET: required; "
+                "Basic Information > App Credentials > Signing Secret"
+            )
+        if not secret(self.handoff_intake_secret):
+            problems.append(
+                "HANDOFF_INTAKE_SECRET: required; a long random string shared with the CRM "
+                "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        if not re.match(r"^https?://", self.slack_api_url):
+            problems.append("SLACK_API_URL: expected an http(s) URL like https://slack.com/api/")
+        if self.handoff_webhook_url and not secret(self.handoff_webhook_secret):
+            problems.append("HANDOFF_WEBHOOK_SECRET: required when HANDOFF_WEBHOOK_URL is set")
+        return problems
+
+
+def secret(value: SecretStr | None) -> str:
+    """The plain value of an optional secret, "" when unset."""
+    return value.get_secret_value().strip() if value else ""
+
+
+def load_settings() -> Settings:
+    """Read the environment; malformed values become one clear line each."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        raise SettingsError(lines) from None
+
+
+class SettingsError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems

@@ -1,0 +1,238 @@
+"""The tables. Every timestamp is stored timezone-aware in UTC.
+
+Statuses are plain strings (constants below) rather than database enums so that
+SQLite and PostgreSQL hold the same schema and a new status needs no migration.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from store.types import UTCDateTime
+
+SCHEMA_VERSION = 1
+
+
+def _utc_column(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(UTCDateTime(), nullable=nullable, index=index),
+    )
+
+
+def _json_column(default_factory: Any = dict) -> Any:
+    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))
+
+
+class LeadStatus:
+    NURTURE = "nurture"
+    MISSING_CONTEXT = "missing_context"
+    HANDED_OFF = "handed_off"
+    ACCEPTED = "accepted"
+    DISQUALIFIED = "disqualified"
+
+
+class HandoffStatus:
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    REASSIGNED = "reassigned"
+
+
+class Lead(SQLModel, table=True):
+    __tablename__ = "lead"
+    __table_args__ = (Index("ix_lead_source_campaign", "source", "campaign"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=255, unique=True)
+    email: str | None = None
+    name: str | None = None
+    title: str | None = None
+    company: str | None = None
+    owner: str | None = None
+    source: str | None = None
+    campaign: str | None = None
+    attributes: dict[str, Any] = _json_column()
+    signals: list[dict[str, Any]] = _json_column(list)
+    payload_hash: str = Field(max_length=64)
+    status: str = Field(default=LeadStatus.NURTURE, index=True, max_length=32)
+    qualified: bool = False
+    ready: bool = False  # qualified and carrying every required field: what hands off
+    hot: bool = False
+    score: int = 0
+    created_at: datetime = _utc_column(nullable=False)
+    updated_at: datetime = _utc_column(nullable=False, index=True)
+
+
+class Verdict(SQLModel, table=True):
+    """Every judgement, kept with the definition it was made under."""
+
+    __tablename__ = "verdict"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    definition_version: int
+    definition_fingerprint: str = Field(max_length=16)
+    judged_at: datetime = _utc_column(nullable=False)
+    qualified: bool
+    hot: bool
+    score: int
+    fit_passed: bool
+    missing: list[str] = _json_column(list)
+    detail: dict[str, Any] = _json_column()
+
+
+class Handoff(SQLModel, table=True):
+    __tablename__ = "handoff"
+    __table_args__ = (
+        # At most one open handoff per lead, enforced by the database so that
+        # concurrent intake of the same lead cannot hand it off twice.
+        Index(
+            "ux_handoff_one_open_per_lead",
+            "lead_id",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index("ix_handoff_status_owner", "status", "owner_email"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    owner_email: str = Field(max_length=320)
+    owner_user_id: str | None = Field(default=None, max_length=32)
+    routed_by: str = ""
+    assigned_at: datetime = _utc_column(nullable=False, index=True)
+    due_at: datetime = _utc_column(nullable=False, index=True)
+    status: str = Field(default=HandoffStatus.OPEN, max_length=16)
+    channel: str | None = Field(default=None, max_length=32)
+    ts: str | None = Field(default=None, max_length=32)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = _utc_column(index=True)
+    reason_id: str | None = Field(default=None, max_length=64)
+    note: str | None = None
+    action: str | None = Field(default=None, max_length=16)
+    commercial: list[str] = _json_column(list)
+    business_seconds: int | None = None
+    wall_seconds: int | None = None
+    breached: bool | None = None
+    late_seconds: int | None = None
+    previous_id: int | None = Field(default=None, foreign_key="handoff.id")
+
+
+class OutboxStatus:
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Outbox(SQLModel, table=True):
+    """Work for the outside world (Slack, webhooks, CRM), written in the same
+    transaction as the change that causes it and sent by a worker."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    payload: dict[str, Any] = _json_column()
+    handoff_id: int | None = Field(default=None, foreign_key="handoff.id", index=True)
+    dedupe_key: str = Field(max_length=200, unique=True)
+    status: str = Field(default=OutboxStatus.PENDING, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = _utc_column(nullable=False)
+    lease_until: datetime | None = _utc_column()
+    last_error: str | None = None
+    result: dict[str, Any] = _json_column()
+    created_at: datetime = _utc_column(nullable=False)
+    sent_at: datetime | None = _utc_column()
+
+
+class TimerStatus:
+    PENDING = "pending"
+    FIRED = "fired"
+    CANCELLED = "cancelled"
+
+
+class SlaTimer(SQLModel, table=True):
+    """One reminder or escalation of one handoff, due at a stored time."""
+
+    __tablename__ = "sla_timer"
+    __table_args__ = (
+        Index("ix_sla_timer_due", "status", "due_at"),
+        UniqueConstraint("handoff_id", "kind", "fraction"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    handoff_id: int = Field(foreign_key="handoff.id", index=True)
+    kind: str = Field(max_length=16)  # remind | escalate
+    fraction: float
+    due_at: datetime = _utc_column(nullable=False)
+    status: str = Field(default=TimerStatus.PENDING, max_length=16)
+    fired_at: datetime | None = _utc_column()
+    late: bool = False
+
+
+class Audit(SQLModel, table=True):
+    """Append-only: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc_column(nullable=False, index=True)
+    actor: str = Field(max_length=320)
+    action: str = Field(max_length=64)
+    lead_id: int | None = Field(default=None, foreign_key="lead.id", index=True)
+    handoff_id: int | None = Field(default=None, foreign_key="handoff.id")
+    detail: dict[str, Any] = _json_column()
+
+
+class RoutingState(SQLModel, table=True):
+    """Round-robin position per pool, so rotation is fair across restarts."""
+
+    __tablename__ = "routing_state"
+
+    key: str = Field(primary_key=True, max_length=64)
+    position: int = 0
+
+
+class SlackUser(SQLModel, table=True):
+    """Cache of users.lookupByEmail / users.info answers."""
+
+    __tablename__ = "slack_user"
+
+    email: str = Field(primary_key=True, max_length=320)
+    user_id: str | None = Field(default=None, max_length=32, index=True)
+    tz: str | None = Field(default=None, max_length=64)
+    name: str | None = None
+    found: bool = True
+    fetched_at: datetime = _utc_column(nullable=False)
+
+
+class RepStatus(SQLModel, table=True):
+    __tablename__ = "rep_status"
+
+    email: str = Field(primary_key=True, max_length=320)
+    away: bool = False
+    updated_at: datetime = _utc_column(nullable=False)
+
+
+class DigestRun(SQLModel, table=True):
+    """One row per ISO week: the primary key makes the weekly digest once-only."""
+
+    __tablename__ = "digest_run"
+
+    week: str = Field(primary_key=True, max_length=10)
+    claimed_at: datetime = _utc_column(nullable=False)
+    posted_at: datetime | None = _utc_column()
+
+
+class SchemaInfo(SQLModel, table=True):
+    __tablename__ = "schema_info"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int
