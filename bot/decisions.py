@@ -47,6 +47,13 @@ def load(services: Services, handoff_id: Any) -> Handoff:
     return handoff
 
 
+def lead_label(services: Services, handoff: Handoff) -> str:
+    """How a modal names the lead: its company, else its id."""
+    with services.db.session() as session:
+        lead = session.get(Lead, handoff.lead_id)
+    return (lead.company or lead.external_id) if lead else f"handoff {handoff.id}"
+
+
 def authorise(services: Services, handoff: Handoff, user_id: str) -> None:
     """Only the owner or the owner's manager (from the definition) may decide."""
     if user_id and user_id == handoff.owner_user_id:

@@ -7,8 +7,6 @@ when an app token is set.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import signal
@@ -26,11 +24,11 @@ from bot.intake import Intake
 from bot.leads import InvalidLeads, parse_body
 from bot.services import Services
 from bot.settings import secret
+from bot.signing import verify_intake
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
-SIGNATURE_WINDOW_SECONDS = 5 * 60
 
 StartResponse = Callable[..., Any]
 Response = tuple[int, dict[str, Any] | list[Any]]
@@ -46,30 +44,6 @@ _STATUS = {
     413: "413 Content Too Large",
     503: "503 Service Unavailable",
 }
-
-
-def intake_signature(secret_value: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret_value.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
-    return "v0=" + mac.hexdigest()
-
-
-def verify_intake(
-    secret_value: str, headers: dict[str, str], body: bytes, now: float
-) -> str | None:
-    """None when the request is genuine, else why not."""
-    timestamp = headers.get("x-handoff-timestamp", "")
-    signature = headers.get("x-handoff-signature", "")
-    if not timestamp or not signature:
-        return "missing X-Handoff-Timestamp or X-Handoff-Signature"
-    try:
-        age = abs(now - int(timestamp))
-    except ValueError:
-        return "X-Handoff-Timestamp is not unix seconds"
-    if age > SIGNATURE_WINDOW_SECONDS:
-        return "X-Handoff-Timestamp is more than 5 minutes from now"
-    if not hmac.compare_digest(intake_signature(secret_value, timestamp, body), signature):
-        return "bad signature"
-    return None
 
 
 class Router:
@@ -198,6 +172,9 @@ class HandoffServer:
         self._stopped.set()
         self.http.task_dispatcher.shutdown(cancel_pending=False, timeout=10)
         self.http.close()
+        # Idle keep-alive connections would keep waitress's loop alive until they time out.
+        for channel in list(self.http._map.values()):  # noqa: SLF001 - waitress has no API for it
+            channel.close()
         if self.socket_mode is not None:
             self.socket_mode.close()
         if self.scheduler.running:

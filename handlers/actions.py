@@ -1,16 +1,90 @@
-"""Button, checkbox and picker clicks on handoff cards."""
+"""Clicks on handoff cards and escalation messages: ack at once, then call bot/."""
 
 from __future__ import annotations
 
-from slack_bolt import Ack, App
+from typing import Any
 
-from bot.blocks.card import COMMERCIAL
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from bot import decisions
+from bot.blocks.card import ACCEPT, COMMERCIAL, COMMERCIAL_BLOCK, OPEN_CARD, REASSIGN, REJECT
+from bot.blocks.modals import reassign_modal, reject_modal
+from bot.decisions import Refused
 
 
-def on_commercial_tick(ack: Ack) -> None:
-    # The ticks are read from the card's state when the rep decides.
+def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
+    """An ephemeral answer to the person who clicked, where they clicked."""
+    channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get(
+        "id"
+    )
+    client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
+
+
+def _ticked(body: dict[str, Any]) -> list[str]:
+    values = (body.get("state") or {}).get("values") or {}
+    selected = (values.get(COMMERCIAL_BLOCK) or {}).get(COMMERCIAL) or {}
+    return [item["value"] for item in selected.get("selected_options") or []]
+
+
+def on_accept(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    ack()
+    try:
+        decisions.accept(
+            context["services"],
+            body["actions"][0].get("value"),
+            body["user"]["id"],
+            commercial=_ticked(body),
+        )
+    except Refused as refusal:
+        tell(client, body, str(refusal))
+
+
+def _open_modal(body: dict[str, Any], context: BoltContext, client: WebClient, build: Any) -> None:
+    """Check the clicker may act, then open the modal while the trigger_id is fresh."""
+    services = context["services"]
+    try:
+        handoff = decisions.load(services, body["actions"][0].get("value"))
+        decisions.authorise(services, handoff, body["user"]["id"])
+        decisions.ensure_open(services, handoff)
+    except Refused as refusal:
+        tell(client, body, str(refusal))
+        return
+    client.views_open(trigger_id=body["trigger_id"], view=build(services, handoff))
+
+
+def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    ack()
+    _open_modal(
+        body,
+        context,
+        client,
+        lambda services, handoff: reject_modal(
+            services.definition, handoff.id, decisions.lead_label(services, handoff)
+        ),
+    )
+
+
+def on_reassign(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    ack()
+    _open_modal(
+        body,
+        context,
+        client,
+        lambda services, handoff: reassign_modal(
+            handoff.id, decisions.lead_label(services, handoff), handoff.owner_user_id
+        ),
+    )
+
+
+def acknowledge_only(ack: Ack) -> None:
+    """Checkbox ticks are read from the card when the rep decides; link buttons need no work."""
     ack()
 
 
 def register(app: App) -> None:
-    app.action(COMMERCIAL)(on_commercial_tick)
+    app.action(ACCEPT)(on_accept)
+    app.action(REJECT)(on_reject)
+    app.action(REASSIGN)(on_reassign)
+    app.action(COMMERCIAL)(acknowledge_only)
+    app.action(OPEN_CARD)(acknowledge_only)

@@ -1,9 +1,75 @@
-"""Bolt listeners: views."""
+"""Modal submissions: invalid input is answered inside the modal, never dropped."""
 
 from __future__ import annotations
 
-from slack_bolt import App
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+
+from bot import decisions
+from bot.blocks.modals import (
+    ASSIGNEE_ACTION,
+    ASSIGNEE_BLOCK,
+    NOTE_ACTION,
+    NOTE_BLOCK,
+    REASON_ACTION,
+    REASON_BLOCK,
+    REASSIGN_VIEW,
+    REJECT_VIEW,
+)
+from bot.decisions import Refused
+
+
+def _value(view: dict[str, Any], block: str, action: str) -> dict[str, Any]:
+    return ((view.get("state") or {}).get("values") or {}).get(block, {}).get(action) or {}
+
+
+def on_reject_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+) -> None:
+    services = context["services"]
+    reason_id = (_value(view, REASON_BLOCK, REASON_ACTION).get("selected_option") or {}).get(
+        "value"
+    )
+    note = _value(view, NOTE_BLOCK, NOTE_ACTION).get("value")
+    problems = decisions.rejection_problems(services.definition, reason_id, note)
+    if problems:
+        ack(response_action="errors", errors=problems)
+        return
+    try:
+        decisions.reject(
+            services,
+            view.get("private_metadata"),
+            body["user"]["id"],
+            reason_id=reason_id,
+            note=note,
+        )
+    except Refused as refusal:
+        ack(response_action="errors", errors={REASON_BLOCK: str(refusal)})
+        return
+    ack()
+
+
+def on_reassign_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+) -> None:
+    assignee = _value(view, ASSIGNEE_BLOCK, ASSIGNEE_ACTION).get("selected_user")
+    if not assignee:
+        ack(response_action="errors", errors={ASSIGNEE_BLOCK: "Pick the rep who takes the lead."})
+        return
+    try:
+        decisions.reassign(
+            context["services"],
+            view.get("private_metadata"),
+            body["user"]["id"],
+            to_user_id=assignee,
+        )
+    except Refused as refusal:
+        ack(response_action="errors", errors={ASSIGNEE_BLOCK: str(refusal)})
+        return
+    ack()
 
 
 def register(app: App) -> None:
-    return None
+    app.view(REJECT_VIEW)(on_reject_submitted)
+    app.view(REASSIGN_VIEW)(on_reassign_submitted)

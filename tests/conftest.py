@@ -19,9 +19,10 @@ from sqlalchemy import create_engine, text
 
 from bot import clock
 from bot.definition import Definition, load_definition
-from bot.server import HandoffServer, intake_signature
+from bot.server import HandoffServer
 from bot.services import Services
 from bot.settings import Settings
+from bot.signing import intake_signature
 from store.db import Database
 from tests.fakeslack import FakeSlack
 from tests.slackreq import sign

@@ -25,6 +25,7 @@ from bot.blocks.common import (
 ACCEPT = "handoff_accept"
 REJECT = "handoff_reject"
 REASSIGN = "handoff_reassign"
+OPEN_CARD = "handoff_open_card"
 COMMERCIAL = "handoff_commercial"
 COMMERCIAL_BLOCK = "commercial"
 DECIDE_BLOCK = "decide"

@@ -1,0 +1,136 @@
+"""Decisions flowing back upstream: a signed webhook and HubSpot, both through the outbox.
+
+Both are optional and off by default. A sender here never blocks Slack: it runs
+on the delivery worker after the decision committed, is retried with backoff
+on errors and timeouts, and waits for Retry-After on a 429.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from bot.decisions import NOTE_LIMIT
+from bot.delivery import Permanent, Retry, sender
+from bot.services import Services
+from bot.settings import secret
+from bot.signing import intake_signature
+from store.models import Handoff, HandoffStatus, Lead, Outbox
+
+# hs_lead_status values HubSpot ships with.
+HUBSPOT_STATUS = {"accepted": "IN_PROGRESS", "recycle": "OPEN", "disqualify": "UNQUALIFIED"}
+
+
+def decision_event(services: Services, handoff_id: int) -> dict[str, Any]:
+    """The decision as the outside world sees it (the webhook body)."""
+    with services.db.session() as session:
+        handoff = session.get(Handoff, handoff_id)
+        lead = session.get(Lead, handoff.lead_id) if handoff else None
+    if handoff is None or lead is None:
+        raise Permanent("the handoff or its lead no longer exists")
+    reason = services.definition.reason(handoff.reason_id) if handoff.reason_id else None
+    return {
+        "event": f"handoff.{handoff.status}",
+        "definition_version": services.definition.version,
+        "lead": {
+            "id": lead.external_id,
+            "email": lead.email,
+            "company": lead.company,
+            "source": lead.source,
+            "campaign": lead.campaign,
+            "status": lead.status,
+        },
+        "handoff": {
+            "id": handoff.id,
+            "status": handoff.status,
+            "owner": handoff.owner_email,
+            "assigned_at": handoff.assigned_at.isoformat(),
+            "decided_by": handoff.decided_by,
+            "decided_at": handoff.decided_at.isoformat() if handoff.decided_at else None,
+            "commercial": handoff.commercial,
+            "note": handoff.note,
+            "reason": None
+            if reason is None
+            else {
+                "id": reason.id,
+                "label": reason.label,
+                "criterion": reason.criterion,
+                "action": reason.action,
+            },
+            "sla": {
+                "business_seconds": handoff.business_seconds,
+                "wall_seconds": handoff.wall_seconds,
+                "breached": handoff.breached,
+            },
+        },
+    }
+
+
+def _raise_for_retry(response: httpx.Response, what: str) -> None:
+    """429 and 5xx come back later; other 4xx will never work."""
+    if response.status_code == 429:
+        after = response.headers.get("Retry-After", "10")
+        seconds = float(after) if after.replace(".", "", 1).isdigit() else 10.0
+        raise Retry(timedelta(seconds=seconds), f"{what} rate limited (429)")
+    if response.status_code >= 500:
+        raise RuntimeError(f"{what} answered {response.status_code}")
+    if response.status_code >= 400:
+        raise Permanent(f"{what} refused the request: {response.status_code} {response.text[:200]}")
+
+
+@sender("webhook")
+def send_webhook(services: Services, item: Outbox) -> dict[str, Any]:
+    settings = services.settings
+    body = json.dumps(decision_event(services, item.payload["handoff_id"])).encode()
+    timestamp = str(int(time.time()))
+    response = services.http.post(
+        settings.handoff_webhook_url or "",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Handoff-Timestamp": timestamp,
+            "X-Handoff-Signature": intake_signature(
+                secret(settings.handoff_webhook_secret), timestamp, body
+            ),
+        },
+    )
+    _raise_for_retry(response, "the webhook")
+    return {"status": response.status_code}
+
+
+def hubspot_properties(services: Services, handoff: Handoff) -> dict[str, str]:
+    settings = services.settings
+    if handoff.status == HandoffStatus.ACCEPTED:
+        return {settings.hubspot_status_property: HUBSPOT_STATUS["accepted"]}
+    reason = services.definition.reason(handoff.reason_id or "")
+    return {
+        settings.hubspot_status_property: HUBSPOT_STATUS[handoff.action or "recycle"],
+        settings.hubspot_reason_property: reason.label if reason else (handoff.reason_id or ""),
+        settings.hubspot_note_property: (handoff.note or "")[:NOTE_LIMIT],
+    }
+
+
+@sender("hubspot")
+def send_hubspot(services: Services, item: Outbox) -> dict[str, Any]:
+    """PATCH the contact (matched by email) with the decision."""
+    with services.db.session() as session:
+        handoff = session.get(Handoff, item.payload["handoff_id"])
+        lead = session.get(Lead, handoff.lead_id) if handoff else None
+    if handoff is None or lead is None:
+        raise Permanent("the handoff or its lead no longer exists")
+    if not lead.email:
+        raise Permanent("the lead has no email, and HubSpot contacts are matched by email")
+    settings = services.settings
+    url = f"{settings.hubspot_api_url.rstrip('/')}/crm/v3/objects/contacts/{lead.email}"
+    response = services.http.patch(
+        url,
+        params={"idProperty": "email"},
+        json={"properties": hubspot_properties(services, handoff)},
+        headers={"Authorization": f"Bearer {secret(settings.hubspot_token)}"},
+    )
+    _raise_for_retry(response, "HubSpot")
+    return {"status": response.status_code}
