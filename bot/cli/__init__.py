@@ -5,6 +5,7 @@ from bot.cli import (  # noqa: F401 - each module registers its commands
     definition_cmd,
     demo_cmd,
     import_cmd,
+    lead_cmd,
     run_cmd,
 )
 from bot.cli.base import main

@@ -1,0 +1,19 @@
+"""`handoff lead ID`: the whole history of one lead."""
+
+from __future__ import annotations
+
+import click
+
+from bot.cli.base import Env, fail, main, pass_env
+from bot.history import lead_story, render_story
+
+
+@main.command("lead")
+@click.argument("lead_id")
+@pass_env
+def lead(env: Env, lead_id: str) -> None:
+    """Print everything that happened to one lead, in time order."""
+    story = lead_story(env.db, lead_id)
+    if story is None:
+        fail(f"no lead with id '{lead_id}'")
+    click.echo(render_story(*story))
