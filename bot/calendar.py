@@ -70,7 +70,7 @@ def _minute(hour: str, minute: str, group: str) -> int:
 def parse_business_hours(text: str) -> WeeklyHours:
     """'mon-fri 09:00-17:00', 'mon-thu 09:00-17:00, fri 09:00-13:00' or '24x7'."""
     if (text or "").strip().lower() == "24x7":
-        return WeeklyHours(((0, 1440),) * 7, True, text.strip())
+        return WeeklyHours((((0, 1440),),) * 7, True, text.strip())
     days: list[list[tuple[int, int]]] = [[] for _ in DAYS]
     for group in re.split(r"[,;]", text or ""):
         match = _GROUP.match(group)
