@@ -1,13 +1,471 @@
-"""The weekly alignment digest (placeholder until the digest work lands)."""
+"""The weekly alignment digest: what sales accepted, rejected and why, for marketing.
+
+Every figure is an SQL aggregate over the week's handoffs, so the digest costs
+the same on a thousand leads as on a million. It is posted once per week: the
+week's row in `digest_run` is the claim (a primary key, so with several
+processes only one insert wins) and the message goes through the outbox in the
+same transaction. A week missed while the app was down is sent on the next start.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from bot import clock
+from bot.definition import Definition
+from bot.delivery import sender
 from bot.services import Services
+from store import outbox
+from store.db import Database
+from store.models import DigestRun, Handoff, HandoffStatus, Lead, Outbox
+
+logger = logging.getLogger(__name__)
+
+DIGEST = "digest"
+TREND_WEEKS = 8
+PERIOD_WEEKS = {"year": 52.0, "quarter": 13.0, "month": 52.0 / 12}
+SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def run_scheduled(services: Services) -> None:
-    return None
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    label: str  # ISO week of the window, "2026-W47"
+
+    def before(self) -> Window:
+        span = self.end - self.start
+        return Window(self.start - span, self.start, f"before {self.label}")
 
 
-def catch_up(services: Services) -> None:
-    return None
+def _iso_week(moment: datetime | date) -> str:
+    year, week, _ = moment.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def window_for(definition: Definition, now: datetime, week: str | None = None) -> Window:
+    """The 7 days before `now`, or the named ISO week in the definition's time zone."""
+    if week is None:
+        start = now - timedelta(days=7)
+        return Window(start, now, _iso_week(start.astimezone(definition.timezone)))
+    try:
+        monday = date.fromisocalendar(int(week[:4]), int(week.split("W")[1]), 1)
+    except (ValueError, IndexError):
+        raise ValueError(f"expected an ISO week like 2026-W47, got '{week}'") from None
+    start = datetime.combine(monday, datetime.min.time(), tzinfo=definition.timezone)
+    end = datetime.combine(
+        monday + timedelta(days=7), datetime.min.time(), tzinfo=definition.timezone
+    )
+    return Window(start.astimezone(UTC), end.astimezone(UTC), week)
+
+
+@dataclass
+class ReasonLine:
+    reason_id: str
+    label: str
+    criterion: str | None
+    count: int
+    examples: list[tuple[str, str, str]]  # company, source, campaign
+
+
+@dataclass
+class GroupLine:
+    name: str
+    handed_off: int
+    accepted: int
+    rejected: int
+    top_reason: str | None
+
+    @property
+    def accept_rate(self) -> float | None:
+        decided = self.accepted + self.rejected
+        return self.accepted / decided if decided else None
+
+
+@dataclass
+class Digest:
+    window: Window
+    handed_off: int
+    accepted: int
+    rejected: int
+    still_open: int
+    accept_rate: float | None
+    previous_accept_rate: float | None
+    reasons: list[ReasonLine]
+    by_source: list[GroupLine]
+    by_campaign: list[GroupLine]
+    median_hours: float | None
+    p90_hours: float | None
+    breaches: list[tuple[str, int]]
+    trend: list[tuple[str, int, int]]  # week label, handed off, accepted
+    target: list[str] = field(default_factory=list)
+
+
+def _rate(accepted: int, rejected: int) -> float | None:
+    return accepted / (accepted + rejected) if accepted + rejected else None
+
+
+def _decision_counts(session: Any, window: Window) -> tuple[int, int]:
+    decided = Handoff.decided_at >= window.start, Handoff.decided_at < window.end
+    row = session.execute(
+        select(
+            func.count().filter(Handoff.status == HandoffStatus.ACCEPTED),
+            func.count().filter(Handoff.status == HandoffStatus.REJECTED),
+        ).where(*decided)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def _percentile(session: Any, window: Window, fraction: float) -> float | None:
+    """A percentile of business time to decision, by ORDER BY ... OFFSET in SQL."""
+    where = (
+        Handoff.decided_at >= window.start,
+        Handoff.decided_at < window.end,
+        Handoff.business_seconds.is_not(None),
+        Handoff.status.in_([HandoffStatus.ACCEPTED, HandoffStatus.REJECTED]),
+    )
+    total = session.scalar(select(func.count()).select_from(Handoff).where(*where)) or 0
+    if not total:
+        return None
+    offset = min(total - 1, int(fraction * total))
+    seconds = session.scalar(
+        select(Handoff.business_seconds)
+        .where(*where)
+        .order_by(Handoff.business_seconds)
+        .offset(offset)
+        .limit(1)
+    )
+    return seconds / 3600
+
+
+def _groups(session: Any, definition: Definition, window: Window, column: Any) -> list[GroupLine]:
+    assigned = (
+        Handoff.assigned_at >= window.start,
+        Handoff.assigned_at < window.end,
+        Handoff.previous_id.is_(None),
+    )
+    rows = session.execute(
+        select(
+            column,
+            func.count(),
+            func.count().filter(Handoff.status == HandoffStatus.ACCEPTED),
+            func.count().filter(Handoff.status == HandoffStatus.REJECTED),
+        )
+        .join(Lead, Lead.id == Handoff.lead_id)
+        .where(*assigned)
+        .group_by(column)
+        .order_by(func.count().desc())
+    ).all()
+    top: dict[Any, tuple[int, str]] = {}
+    for name, reason_id, count in session.execute(
+        select(column, Handoff.reason_id, func.count())
+        .join(Lead, Lead.id == Handoff.lead_id)
+        .where(*assigned, Handoff.status == HandoffStatus.REJECTED)
+        .group_by(column, Handoff.reason_id)
+    ):
+        if count > top.get(name, (0, ""))[0]:
+            top[name] = (count, reason_id)
+    lines = []
+    for name, handed, accepted, rejected in rows:
+        reason = definition.reason(top[name][1]) if name in top else None
+        lines.append(
+            GroupLine(
+                name or "(none)", handed, accepted, rejected, reason.label if reason else None
+            )
+        )
+    return lines
+
+
+def build_digest(db: Database, definition: Definition, window: Window) -> Digest:
+    with db.session() as session:
+        handed_off = (
+            session.scalar(
+                select(func.count())
+                .select_from(Handoff)
+                .where(
+                    Handoff.assigned_at >= window.start,
+                    Handoff.assigned_at < window.end,
+                    Handoff.previous_id.is_(None),
+                )
+            )
+            or 0
+        )
+        accepted, rejected = _decision_counts(session, window)
+        previous = _decision_counts(session, window.before())
+        still_open = (
+            session.scalar(
+                select(func.count())
+                .select_from(Handoff)
+                .where(Handoff.status == HandoffStatus.OPEN, Handoff.assigned_at < window.end)
+            )
+            or 0
+        )
+        reasons = []
+        rejected_in_window = (
+            Handoff.status == HandoffStatus.REJECTED,
+            Handoff.decided_at >= window.start,
+            Handoff.decided_at < window.end,
+        )
+        for reason_id, count in session.execute(
+            select(Handoff.reason_id, func.count())
+            .where(*rejected_in_window)
+            .group_by(Handoff.reason_id)
+            .order_by(func.count().desc(), Handoff.reason_id)
+        ):
+            examples = session.execute(
+                select(Lead.company, Lead.source, Lead.campaign)
+                .join(Handoff, Handoff.lead_id == Lead.id)
+                .where(*rejected_in_window, Handoff.reason_id == reason_id)
+                .order_by(Handoff.decided_at)
+                .limit(3)
+            ).all()
+            reason = definition.reason(reason_id)
+            reasons.append(
+                ReasonLine(
+                    reason_id,
+                    reason.label if reason else reason_id,
+                    definition.criterion_label(reason.criterion) if reason else None,
+                    count,
+                    [(c or "—", s or "—", m or "—") for c, s, m in examples],
+                )
+            )
+        by_source = _groups(session, definition, window, Lead.source)
+        by_campaign = _groups(session, definition, window, Lead.campaign)
+        median, p90 = _percentile(session, window, 0.5), _percentile(session, window, 0.9)
+        breaches = [
+            (owner, int(count))
+            for owner, count in session.execute(
+                select(Handoff.owner_email, func.count())
+                .where(
+                    Handoff.breached.is_(True),
+                    Handoff.decided_at >= window.start,
+                    Handoff.decided_at < window.end,
+                )
+                .group_by(Handoff.owner_email)
+                .order_by(func.count().desc())
+            )
+        ]
+        trend = []
+        for weeks_back in range(TREND_WEEKS - 1, -1, -1):
+            shift = timedelta(days=7 * weeks_back)
+            local_start = (window.start - shift).astimezone(definition.timezone)
+            week = Window(window.start - shift, window.end - shift, _iso_week(local_start))
+            handed = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Handoff)
+                    .where(
+                        Handoff.assigned_at >= week.start,
+                        Handoff.assigned_at < week.end,
+                        Handoff.previous_id.is_(None),
+                    )
+                )
+                or 0
+            )
+            trend.append((week.label, int(handed), _decision_counts(session, week)[0]))
+        target = _target_lines(session, definition, window, trend)
+    return Digest(
+        window,
+        int(handed_off),
+        accepted,
+        rejected,
+        int(still_open),
+        _rate(accepted, rejected),
+        _rate(*previous),
+        reasons,
+        by_source,
+        by_campaign,
+        median,
+        p90,
+        breaches,
+        trend,
+        target,
+    )
+
+
+def _target_lines(
+    session: Any, definition: Definition, window: Window, trend: list[tuple[str, int, int]]
+) -> list[str]:
+    """Work the revenue target backwards through the measured conversion rates."""
+    target = definition.target
+    if target is None:
+        return []
+    since = window.end - timedelta(days=7 * TREND_WEEKS)
+    leads = (
+        session.scalar(
+            select(func.count())
+            .select_from(Lead)
+            .where(Lead.created_at >= since, Lead.created_at < window.end)
+        )
+        or 0
+    )
+    accepted = sum(accepted for _, _, accepted in trend)
+    wins = target.revenue / target.deal_value
+    accepted_needed = wins / target.win_rate
+    lines = [
+        f"{target.revenue:,.0f} / {target.deal_value:,.0f} = {wins:,.0f} wins a "
+        f"{target.period}; at a {target.win_rate:.0%} win rate that is "
+        f"{accepted_needed:,.0f} accepted leads"
+    ]
+    if not leads or not accepted:
+        lines.append("Not enough history yet to measure how many leads become accepted leads.")
+        return lines
+    lead_rate = accepted / leads
+    leads_needed = accepted_needed / lead_rate
+    per_week = leads_needed / PERIOD_WEEKS[target.period]
+    this_week = (
+        session.scalar(
+            select(func.count())
+            .select_from(Lead)
+            .where(Lead.created_at >= window.start, Lead.created_at < window.end)
+        )
+        or 0
+    )
+    lines.append(
+        f"at the measured {lead_rate:.1%} of leads accepted (last {TREND_WEEKS} weeks) "
+        f"that is about {leads_needed:,.0f} leads, {per_week:,.0f} a week"
+    )
+    lines.append(f"this week: {this_week:,} leads, {this_week / per_week:.0%} of that pace")
+    return lines
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _pct(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.0%}"
+
+
+def sparkline(values: list[int]) -> str:
+    top = max(values) if values else 0
+    if not top:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[min(len(SPARKS) - 1, round(v / top * (len(SPARKS) - 1)))] for v in values)
+
+
+def digest_sections(digest: Digest) -> list[tuple[str, str]]:
+    """(title, body) pairs: the terminal prints them, the Slack message renders them."""
+    change = ""
+    if digest.accept_rate is not None and digest.previous_accept_rate is not None:
+        points = (digest.accept_rate - digest.previous_accept_rate) * 100
+        change = f" ({points:+.0f} pts on the week before, {_pct(digest.previous_accept_rate)})"
+    sections = [
+        (
+            f"Handoff alignment digest, {digest.window.label}",
+            f"Handed off {digest.handed_off} · accepted {digest.accepted} · rejected "
+            f"{digest.rejected} · still open {digest.still_open}\n"
+            f"Accept rate {_pct(digest.accept_rate)}{change}",
+        )
+    ]
+    if digest.reasons:
+        lines = []
+        for rank, reason in enumerate(digest.reasons, 1):
+            points = f" → {reason.criterion}" if reason.criterion else ""
+            lines.append(f"{rank}. {reason.label} ({reason.count}){points}")
+            lines += [f"     e.g. {c} · {s} · {m}" for c, s, m in reason.examples]
+        sections.append(("Why sales rejected", "\n".join(lines)))
+    for title, groups in (("By source", digest.by_source), ("By campaign", digest.by_campaign)):
+        if groups:
+            sections.append(
+                (
+                    title,
+                    "\n".join(
+                        f"{g.name}: {g.handed_off} handed off, {_pct(g.accept_rate)} accepted"
+                        + (f", top rejection: {g.top_reason}" if g.top_reason else "")
+                        for g in groups[:15]
+                    ),
+                )
+            )
+    speed = "no decisions this week"
+    if digest.median_hours is not None:
+        speed = (
+            f"median {digest.median_hours:.1f} business hours to a decision, "
+            f"p90 {digest.p90_hours:.1f}"
+        )
+    breaches = ", ".join(f"{owner} {count}" for owner, count in digest.breaches) or "none"
+    sections.append(("Speed to lead", f"{speed}\nSLA breaches: {breaches}"))
+    handed = [h for _, h, _ in digest.trend]
+    accepted = [a for _, _, a in digest.trend]
+    sections.append(
+        (
+            f"Last {TREND_WEEKS} weeks",
+            f"handed off {sparkline(handed)} "
+            f"{handed[-1] if handed else 0}\naccepted   {sparkline(accepted)} "
+            f"{accepted[-1] if accepted else 0}",
+        )
+    )
+    if digest.target:
+        sections.append(("What the target needs", "\n".join(digest.target)))
+    return sections
+
+
+def digest_text(digest: Digest) -> str:
+    return "\n\n".join(f"{title}\n{body}" for title, body in digest_sections(digest))
+
+
+# --- posting once a week --------------------------------------------------------------------
+
+
+def post_week(services: Services, window: Window, *, now: datetime) -> bool:
+    """Claim the week and queue its digest; False when another process already has."""
+    from bot.blocks.digest import digest_blocks
+
+    digest = build_digest(services.db, services.definition, window)
+    try:
+        with services.db.transaction() as session:
+            session.add(DigestRun(week=window.label, claimed_at=now))
+            session.flush()
+            outbox.enqueue(
+                session,
+                kind=DIGEST,
+                dedupe_key=f"digest:{window.label}",
+                now=now,
+                payload={
+                    "week": window.label,
+                    "text": digest_text(digest)[:3000],
+                    "blocks": digest_blocks(digest_sections(digest)),
+                },
+            )
+    except IntegrityError:
+        return False
+    services.delivery.wake()
+    return True
+
+
+def run_scheduled(services: Services, *, now: datetime | None = None) -> bool:
+    """The cron job: the 7 days before this slot."""
+    now = now or clock.now()
+    slot = services.definition.digest.schedule.last_before(now, services.definition.timezone)
+    return post_week(services, window_for(services.definition, slot), now=now)
+
+
+def catch_up(services: Services, *, now: datetime | None = None) -> bool:
+    """On start: post the latest slot's digest if no process posted it (and Handoff was
+    already handing off leads then; a fresh install does not post an empty week)."""
+    now = now or clock.now()
+    slot = services.definition.digest.schedule.last_before(now, services.definition.timezone)
+    with services.db.session() as session:
+        running_before = session.scalar(
+            select(Handoff.id).where(Handoff.assigned_at < slot).limit(1)
+        )
+    return running_before is not None and run_scheduled(services, now=now)
+
+
+@sender(DIGEST)
+def send_digest(services: Services, item: Outbox) -> dict[str, Any]:
+    response = services.slack.chat_postMessage(
+        channel=services.definition.digest.channel,
+        text=item.payload["text"],
+        blocks=item.payload["blocks"],
+    )
+    with services.db.transaction() as session:
+        run = session.get(DigestRun, item.payload["week"])
+        if run is not None:
+            run.posted_at = clock.now()
+    return {"channel": response["channel"], "ts": response["ts"]}

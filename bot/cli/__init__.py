@@ -6,6 +6,7 @@ from bot.cli import (  # noqa: F401 - each module registers its commands
     demo_cmd,
     import_cmd,
     lead_cmd,
+    report_cmd,
     run_cmd,
 )
 from bot.cli.base import main

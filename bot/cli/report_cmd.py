@@ -1,0 +1,65 @@
+"""`handoff digest` and `handoff report`: the feedback loop on the command line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from bot import clock
+from bot.cli.base import Env, fail, main, pass_env
+from bot.digest import build_digest, digest_sections, digest_text, window_for
+from bot.report import GROUPS, build_report, render
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Print the digest instead of posting it.")
+@click.option("--week", metavar="2026-W47", help="An ISO week instead of the last 7 days.")
+@pass_env
+def digest(env: Env, dry_run: bool, week: str | None) -> None:
+    """The weekly alignment digest: print it, or post it to the digest channel now."""
+    try:
+        window = window_for(env.definition, clock.now(), week)
+    except ValueError as exc:
+        fail(f"--week: {exc}")
+    built = build_digest(env.db, env.definition, window)
+    if dry_run:
+        click.echo(digest_text(built))
+        return
+    from bot.blocks.digest import digest_blocks
+    from bot.settings import secret
+    from bot.slack import make_client
+
+    token = secret(env.settings.slack_bot_token)
+    if not token:
+        fail("SLACK_BOT_TOKEN: required to post the digest (or use --dry-run)")
+    client = make_client(token, env.settings.slack_api_url)
+    channel = env.definition.digest.channel
+    client.chat_postMessage(
+        channel=channel,
+        text=digest_text(built)[:3000],
+        blocks=digest_blocks(digest_sections(built)),
+    )
+    click.echo(f"Posted the digest for {window.label} to {channel}.")
+
+
+def _date(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        fail(f"{name}: expected a date like 2026-11-01, got '{value}'")
+
+
+@main.command()
+@click.option("--from", "start", metavar="DATE", help="First day (default: 30 days ago).")
+@click.option("--to", "end", metavar="DATE", help="Day after the last (default: now).")
+@click.option("--by", type=click.Choice(GROUPS), help="Group the numbers.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@pass_env
+def report(env: Env, start: str | None, end: str | None, by: str | None, fmt: str) -> None:
+    """Handed off, accepted, rejected, nurture, missing context and SLA compliance."""
+    until = _date(end, "--to") or clock.now()
+    since = _date(start, "--from") or until - timedelta(days=30)
+    click.echo(render(build_report(env.db, since, until, by), fmt))
