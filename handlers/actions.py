@@ -14,11 +14,15 @@ from bot.decisions import Refused
 
 
 def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
-    """An ephemeral answer to the person who clicked, where they clicked."""
+    """An ephemeral answer where the person clicked (a DM when they clicked in App Home)."""
+    user_id = body["user"]["id"]
     channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get(
         "id"
     )
-    client.chat_postEphemeral(channel=channel, user=body["user"]["id"], text=text)
+    if channel:
+        client.chat_postEphemeral(channel=channel, user=user_id, text=text)
+    else:
+        client.chat_postMessage(channel=user_id, text=text)
 
 
 def _ticked(body: dict[str, Any]) -> list[str]:

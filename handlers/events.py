@@ -1,9 +1,38 @@
-"""Bolt listeners: events."""
+"""Events: the App Home tab is rendered when a user opens it."""
 
 from __future__ import annotations
 
-from slack_bolt import App
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from bot.blocks.home import HOME_PAGE, home_view
+from bot.explain import describe_definition
+from bot.home import my_queue, team_queue
+
+
+def publish_home(context: BoltContext, client: WebClient, user_id: str, page: int = 0) -> None:
+    services = context["services"]
+    view = home_view(
+        mine=my_queue(services, user_id),
+        team=team_queue(services, user_id),
+        definition_text=describe_definition(services.definition),
+        page=page,
+    )
+    client.views_publish(user_id=user_id, view=view)
+
+
+def on_home_opened(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    if event.get("tab", "home") == "home":
+        publish_home(context, client, event["user"])
+
+
+def on_home_page(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    ack()
+    publish_home(context, client, body["user"]["id"], int(body["actions"][0]["value"]))
 
 
 def register(app: App) -> None:
-    return None
+    app.event("app_home_opened")(on_home_opened)
+    app.action(HOME_PAGE)(on_home_page)

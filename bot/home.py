@@ -1,0 +1,69 @@
+"""What the App Home tab and `/handoff` show: one person's queue, their team, the contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+
+from bot import clock
+from bot.reminders import timing
+from bot.services import Services
+from store.models import Handoff, HandoffStatus, Lead
+
+PAGE = 15
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    handoff_id: int
+    company: str
+    owner_user_id: str | None
+    owner_email: str
+    timing: str
+    breached: bool
+
+
+def _items(services: Services, where: list, now: datetime, tz: str | None) -> list[QueueItem]:
+    with services.db.session() as session:
+        rows = session.execute(
+            select(Handoff, Lead.company, Lead.external_id)
+            .join(Lead, Lead.id == Handoff.lead_id)
+            .where(Handoff.status == HandoffStatus.OPEN, *where)
+            .order_by(Handoff.due_at)
+        ).all()
+    return [
+        QueueItem(
+            h.id,
+            company or external_id,
+            h.owner_user_id,
+            h.owner_email,
+            timing(services, h, now, tz),
+            h.due_at <= now,
+        )
+        for h, company, external_id in rows
+    ]
+
+
+def my_queue(services: Services, user_id: str, *, now: datetime | None = None) -> list[QueueItem]:
+    """Open handoffs owned by this user (their card may still be on its way)."""
+    person = services.directory.by_user_id(user_id)
+    mine = Handoff.owner_user_id == user_id
+    if person is not None:
+        mine = or_(mine, Handoff.owner_email == person.email)
+    return _items(services, [mine], now or clock.now(), person.tz if person else None)
+
+
+def team_queue(services: Services, user_id: str, *, now: datetime | None = None) -> list[QueueItem]:
+    """Open handoffs of the reps this user manages (per the definition), breached first."""
+    email = services.directory.email_of(user_id)
+    reps = [
+        rep
+        for rep, manager in services.definition.handoff.managers.items()
+        if manager == (email or "").lower()
+    ]
+    if not reps:
+        return []
+    items = _items(services, [Handoff.owner_email.in_(reps)], now or clock.now(), None)
+    return sorted(items, key=lambda item: not item.breached)
