@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import yaml  # noqa: E402
+
 from bot.definition import parse_definition  # noqa: E402
 from bot.judge import judge  # noqa: E402
 from bot.leads import parse_lead  # noqa: E402
@@ -109,7 +111,7 @@ def synthetic_record(i: int, rng: random.Random) -> dict:
 
 
 def bench_judge(n: int) -> None:
-    definition = parse_definition(big_definition(), "bench")
+    definition = parse_definition(yaml.safe_load(big_definition()), source="bench")
     rng = random.Random(7)
     leads = [parse_lead(synthetic_record(i, rng)) for i in range(n)]
     start = time.perf_counter()

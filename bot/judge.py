@@ -19,7 +19,9 @@ from bot.leads import LeadIn
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-@dataclass(frozen=True, slots=True)
+# Plain slotted dataclasses: one verdict builds a dozen of these, and a frozen
+# dataclass's __init__ costs several times more (the judge runs 1M times in an import).
+@dataclass(slots=True)
 class CriterionResult:
     id: str
     label: str
@@ -28,7 +30,7 @@ class CriterionResult:
     missing: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignalScore:
     id: str
     label: str
@@ -37,7 +39,7 @@ class SignalScore:
     uncapped: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IgnoredSignal:
     name: str
     at: str
