@@ -39,6 +39,7 @@ def sweep(services: Services, *, now: datetime | None = None) -> int:
     while True:
         with services.db.transaction() as session:
             fired = timers.claim_due(session, now=now, late_after=late_after)
+            rows: list[dict[str, Any]] = []
             for timer in fired:
                 base = {"timer_id": timer.id, "handoff_id": timer.handoff_id, "late": timer.late}
                 if timer.kind == "remind":
@@ -47,15 +48,16 @@ def sweep(services: Services, *, now: datetime | None = None) -> int:
                     targets = [("manager", ESCALATION)] + (
                         [("channel", ESCALATION)] if channel else []
                     )
-                for to, kind in targets:
-                    outbox.enqueue(
-                        session,
-                        kind=kind,
-                        payload={**base, "to": to},
-                        dedupe_key=f"timer:{timer.id}:{to}",
-                        handoff_id=timer.handoff_id,
-                        now=now,
-                    )
+                rows += [
+                    {
+                        "kind": kind,
+                        "payload": {**base, "to": to},
+                        "dedupe_key": f"timer:{timer.id}:{to}",
+                        "handoff_id": timer.handoff_id,
+                    }
+                    for to, kind in targets
+                ]
+            outbox.enqueue_many(session, rows, now=now)
         fired_total += len(fired)
         if len(fired) < 1000:
             break

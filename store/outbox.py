@@ -52,6 +52,27 @@ def enqueue(
     return session.execute(statement).rowcount == 1
 
 
+def enqueue_many(session: Session, items: list[dict[str, Any]], *, now: datetime) -> None:
+    """Add many rows (kind, payload, dedupe_key, handoff_id) in one executemany,
+    skipping keys that already exist."""
+    if not items:
+        return
+    rows = [
+        {
+            **item,
+            "status": OutboxStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "result": {},
+            "created_at": now,
+        }
+        for item in items
+    ]
+    dialect = session.get_bind().dialect.name
+    insert_for = sqlite_insert if dialect == "sqlite" else pg_insert
+    session.execute(insert_for(_outbox).on_conflict_do_nothing(), rows)
+
+
 def claim_due(
     session: Session,
     *,
