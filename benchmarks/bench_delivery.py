@@ -65,6 +65,10 @@ def main() -> None:
         tmp = Path(tmp_name)
         for email, user_id in REPS.items():
             fake.add_user(user_id, email)
+        for i in range(200):
+            fake.add_user(f"ULAT{i}", f"lat{i}@example.com")
+        for i in range(1000):
+            fake.add_user(f"UTP{i}", f"tp{i}@example.com")
 
         # Floor: a bare chat.postMessage round trip through the same client setup.
         client = make_client(BOT_TOKEN, fake.url)
@@ -80,7 +84,9 @@ def main() -> None:
         for i in range(200):
             before = len(fake.calls_to("chat.postMessage"))
             start = time.perf_counter()
-            app.post_leads(lead(f"lat-{i}"))
+            # A rep of their own per lead: Slack allows ~1 message/s per channel, and
+            # this measures Handoff's latency, not that pacing (measured below).
+            app.post_leads(lead(f"lat-{i}", owner=f"lat{i}@example.com"))
             fake.wait_for("chat.postMessage", count=before + 1, timeout=10)
             latencies.append(time.perf_counter() - start)
         app.server.stop()
@@ -99,7 +105,13 @@ def main() -> None:
         before = len(fake.calls_to("chat.postMessage"))
         start = time.perf_counter()
         for batch in range(10):
-            app.post_leads([lead(f"tp-{batch}-{i}") for i in range(100)])
+            # 1000 owners: per-channel pacing (1/s) is measured separately below.
+            app.post_leads(
+                [
+                    lead(f"tp-{batch}-{i}", owner=f"tp{batch * 100 + i}@example.com")
+                    for i in range(100)
+                ]
+            )
         fake.wait_for("chat.postMessage", count=before + 1000, timeout=120)
         elapsed = time.perf_counter() - start
         app.server.stop()

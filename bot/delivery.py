@@ -183,6 +183,7 @@ class Delivery:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # before the pass: a wake() during it is not lost
             try:
                 handled = self.run_once()
             except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
@@ -191,7 +192,6 @@ class Delivery:
             if handled:
                 continue
             self._wake.wait(timeout=self._idle_wait())
-            self._wake.clear()
 
     def _idle_wait(self) -> float:
         """Sleep until the next row falls due (paced or backed off), at most a second."""
