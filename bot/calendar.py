@@ -67,12 +67,28 @@ def _minute(hour: str, minute: str, group: str) -> int:
     return value
 
 
+def _merge(intervals: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sorted, with overlapping or touching intervals joined, so no minute counts twice."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
 def parse_business_hours(text: str) -> WeeklyHours:
     """'mon-fri 09:00-17:00', 'mon-thu 09:00-17:00, fri 09:00-13:00' or '24x7'."""
     if (text or "").strip().lower() == "24x7":
         return WeeklyHours((((0, 1440),),) * 7, True, text.strip())
     days: list[list[tuple[int, int]]] = [[] for _ in DAYS]
-    for group in re.split(r"[,;]", text or ""):
+    groups = [group for group in re.split(r"[,;]", text or "") if group.strip()]
+    if not groups:
+        raise CalendarError(
+            "no business hours given; expected e.g. 'mon-fri 09:00-17:00' or '24x7'"
+        )
+    for group in groups:
         match = _GROUP.match(group)
         if not match:
             raise CalendarError(
@@ -88,7 +104,7 @@ def parse_business_hours(text: str) -> WeeklyHours:
             raise CalendarError(f"days run backwards in '{group.strip()}'")
         for day in range(first, last + 1):
             days[day].append((start, end))
-    merged = tuple(tuple(sorted(intervals)) for intervals in days)
+    merged = tuple(_merge(intervals) for intervals in days)
     always = all(intervals == ((0, 1440),) for intervals in merged)
     return WeeklyHours(merged, always, text.strip())
 
@@ -132,28 +148,55 @@ def _utc(moment: datetime) -> datetime:
 
 
 class BusinessCalendar:
-    """Adds and measures business time; every datetime in and out is aware UTC."""
+    """Adds and measures business time; every datetime in and out is aware UTC.
+
+    The walks go interval by interval, day by day, so their cost grows with the
+    number of days covered, never with the length of the duration in minutes.
+    """
 
     def __init__(self, hours: WeeklyHours, tz: ZoneInfo, holidays: Iterable[date] = ()) -> None:
         self.hours = hours
         self.tz = tz
         self.holidays = frozenset(holidays)
-        self.day_seconds = max(sum(end - start for start, end in day) for day in hours.days) * 60
+        # Plain elapsed time only when no day is ever closed; holidays close whole days.
+        self._wall_clock = hours.always_open and not self.holidays
+
+    @property
+    def day_seconds(self) -> int:
+        """A standard working day ("1d"): the week's longest day, 86400 when always open."""
+        return max(sum(end - start for start, end in day) for day in self.hours.days) * 60
 
     def seconds(self, duration: BusinessDuration) -> int:
         return duration.days * self.day_seconds + duration.seconds
 
+    def _day(self, day: date) -> list[tuple[datetime, datetime]]:
+        """One local date's open intervals in UTC (none on a holiday)."""
+        if day in self.holidays:
+            return []
+        intervals = []
+        for start, end in self.hours.days[day.weekday()]:
+            opens, closes = self._at(day, start), self._at(day, end)
+            if closes > opens:  # an interval inside a skipped DST hour has no length
+                intervals.append((opens, closes))
+        return intervals
+
     def _open_intervals(self, first: date) -> Iterator[tuple[datetime, datetime]]:
-        """Open intervals in UTC, day by day from the local date `first`."""
-        for offset in range(_MAX_DAYS):
-            day = first + timedelta(days=offset)
-            if day in self.holidays:
-                continue
-            for start, end in self.hours.days[day.weekday()]:
-                yield self._at(day, start), self._at(day, end)
-        raise CalendarError("no open business hours in the next ten years; check the holidays")
+        """Open intervals in UTC from the local date `first` on, without end.
+
+        Raises after ten years without a single open interval (e.g. every day a
+        holiday), which would otherwise loop forever.
+        """
+        day, closed_days = first, 0
+        while True:
+            intervals = self._day(day)
+            closed_days = 0 if intervals else closed_days + 1
+            if closed_days > _MAX_DAYS:
+                raise CalendarError("no open business hours in ten years; check the holidays")
+            yield from intervals
+            day += timedelta(days=1)
 
     def _at(self, day: date, minute: int) -> datetime:
+        """Local wall time on `day` in UTC; minute 1440 is the next day's midnight."""
         if minute == 1440:
             day, minute = day + timedelta(days=1), 0
         local = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.tz)
@@ -161,18 +204,20 @@ class BusinessCalendar:
 
     def _after(self, start: datetime, seconds: float) -> datetime:
         start = _utc(start)
-        if self.hours.always_open and not self.holidays:
-            return start + timedelta(seconds=seconds)
-        left = timedelta(seconds=seconds)
-        local_day = start.astimezone(self.tz).date()
-        for opens, closes in self._open_intervals(local_day - timedelta(days=1)):
+        left = timedelta(seconds=max(seconds, 0))
+        if self._wall_clock:
+            return start + left
+        for opens, closes in self._open_intervals(self._local_date(start)):
             if closes <= start:
                 continue
             begin = max(opens, start)
-            if begin + left <= closes:
+            if begin + left <= closes:  # ending exactly at closing stays on that day
                 return begin + left
             left -= closes - begin
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _local_date(self, moment: datetime) -> date:
+        return moment.astimezone(self.tz).date()
 
     def add(self, start: datetime, duration: BusinessDuration) -> datetime:
         """The moment `duration` of business time after `start`."""
@@ -187,19 +232,20 @@ class BusinessCalendar:
         start, end = _utc(start), _utc(end)
         if end <= start:
             return timedelta(0)
-        if self.hours.always_open and not self.holidays:
+        if self._wall_clock:
             return end - start
         total = timedelta(0)
-        for opens, closes in self._open_intervals(
-            start.astimezone(self.tz).date() - timedelta(days=1)
-        ):
-            if opens >= end:
-                break
-            overlap = min(closes, end) - max(opens, start)
-            if overlap > timedelta(0):
-                total += overlap
+        day, last = self._local_date(start), self._local_date(end)
+        while day <= last:
+            for opens, closes in self._day(day):
+                overlap = min(closes, end) - max(opens, start)
+                if overlap > timedelta(0):
+                    total += overlap
+            day += timedelta(days=1)
         return total
 
     def is_open(self, at: datetime) -> bool:
         at = _utc(at)
-        return self.elapsed(at, at + timedelta(seconds=1)) > timedelta(0)
+        if self._wall_clock:
+            return True
+        return any(opens <= at < closes for opens, closes in self._day(self._local_date(at)))
