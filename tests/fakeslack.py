@@ -4,6 +4,9 @@ It answers the methods Handoff calls the way Slack does (JSON bodies, `ok`,
 `error`, HTTP 429 with Retry-After), records every call, and can be told to
 fail: the next N calls of a method, a full outage, or a per-channel rate limit
 like chat.postMessage's one message a second.
+
+    with FakeSlack() as fake:
+        client = WebClient(token="xoxb-test", base_url=fake.url)
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+Answer = tuple[int, dict[str, Any], dict[str, str]]
+
 
 @dataclass
 class Call:
+    """One request the fake received, and what it answered."""
+
     method: str
     args: dict[str, Any]
     at: float
@@ -40,12 +48,20 @@ class _Failure:
     times: int
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 drops connections under load
+
+
 class FakeSlack:
+    """Fake Slack Web API on 127.0.0.1; `url` is the base_url to give WebClient."""
+
     def __init__(self, token: str | None = None) -> None:
         self.token = token
         self.users: dict[str, dict[str, Any]] = {}
         self.uploads: dict[str, bytes] = {}
         self.rate_limited = 0
+        self.url = ""
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
         self._down = False
@@ -54,16 +70,34 @@ class FakeSlack:
         self._last_post: dict[str, float] = {}
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
-        self._changed = threading.Condition()
+        # One lock guards all state; handling is cheap, so requests are served under it.
+        self._lock = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
-        self.url = ""
+        self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "users.lookupByEmail": self._users_lookup_by_email,
+            "users.info": self._users_info,
+            "conversations.open": self._conversations_open,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.getPermalink": self._chat_get_permalink,
+            "views.open": self._views_open,
+            "views.update": self._view,
+            "views.push": self._view,
+            "views.publish": self._view,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
+        }
 
-    # -- lifecycle --------------------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> FakeSlack:
+        """Serve on a free loopback port in a daemon thread."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            wbufsize = 1 << 16  # headers and body leave in one write, flushed by finish()
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length") or 0)
@@ -72,11 +106,10 @@ class FakeSlack:
             def do_GET(self) -> None:  # noqa: N802
                 fake._handle(self, b"")
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_port}/api/"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -93,7 +126,7 @@ class FakeSlack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # -- set-up and inspection --------------------------------------------------------------
+    # -- set-up -----------------------------------------------------------------------------
     def add_user(
         self,
         user_id: str,
@@ -103,46 +136,17 @@ class FakeSlack:
         name: str | None = None,
         tz_offset: int | None = None,
     ) -> None:
+        """Make a user findable by users.lookupByEmail and users.info."""
         name = name or email.split("@")[0]
-        self.users[user_id] = {
-            "id": user_id,
-            "name": name,
-            "real_name": name,
-            "tz": tz,
-            "tz_offset": 39600 if tz_offset is None else tz_offset,
-            "profile": {"email": email, "real_name": name, "display_name": name},
-        }
-
-    @property
-    def calls(self) -> list[Call]:
-        with self._changed:
-            return list(self._calls)
-
-    def calls_to(self, method: str) -> list[Call]:
-        """Every call of a method in arrival order, failed ones included."""
-        return [call for call in self.calls if call.method == method]
-
-    def successful(self, method: str) -> list[Call]:
-        return [call for call in self.calls_to(method) if call.ok]
-
-    def wait_for(self, method: str, *, count: int = 1, timeout: float = 10.0) -> list[Call]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                done = [c for c in self._calls if c.method == method and c.ok]
-                if len(done) >= count:
-                    return done
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        f"expected {count} successful {method} call(s) within {timeout}s, "
-                        f"got {len(done)}"
-                    )
-                self._changed.wait(left)
-
-    def reset(self) -> None:
-        with self._changed:
-            self._calls.clear()
+        with self._lock:
+            self.users[user_id] = {
+                "id": user_id,
+                "name": name,
+                "real_name": name,
+                "tz": tz,
+                "tz_offset": 39600 if tz_offset is None else tz_offset,
+                "profile": {"email": email, "real_name": name, "display_name": name},
+            }
 
     def fail_next(
         self,
@@ -153,33 +157,85 @@ class FakeSlack:
         error: str | None = None,
         times: int = 1,
     ) -> None:
-        with self._changed:
+        """Answer the next `times` calls of `method` with `status` (or 200 + `error`)."""
+        with self._lock:
             self._failures.setdefault(method, []).append(
                 _Failure(status, retry_after, error, times)
             )
 
     def set_outage(self, down: bool) -> None:
-        self._down = down
+        """While down, every method answers HTTP 503 service_unavailable."""
+        with self._lock:
+            self._down = down
 
     def rate_limit_per_channel(self, per_second: float | None, retry_after: int = 1) -> None:
-        self._per_second = per_second
-        self._retry_after = retry_after
+        """Answer chat.postMessage 429 when its channel got a message under 1/per_second ago."""
+        with self._lock:
+            self._per_second = per_second
+            self._retry_after = retry_after
+            self._last_post.clear()
 
-    # -- serving ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget recorded calls; users, uploads and failure settings stay."""
+        with self._lock:
+            self._calls.clear()
+
+    # -- inspection -------------------------------------------------------------------------
+    @property
+    def calls(self) -> list[Call]:
+        """Every call in arrival order."""
+        with self._lock:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[Call]:
+        """Every call of a method in arrival order, failed ones included."""
+        return [call for call in self.calls if call.method == method]
+
+    def successful(self, method: str) -> list[Call]:
+        """Calls of a method answered HTTP 200 with ok true."""
+        return [call for call in self.calls_to(method) if call.ok]
+
+    def wait_for(self, method: str, *, count: int = 1, timeout: float = 10.0) -> list[Call]:
+        """Block until `count` successful calls of `method` were recorded; return them."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                done = [c for c in self._calls if c.method == method and c.ok]
+                if len(done) >= count:
+                    return done
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = sum(c.method == method for c in self._calls)
+                    raise AssertionError(
+                        f"expected {count} successful {method} call(s) within {timeout}s, "
+                        f"got {len(done)} ({seen} in all)"
+                    )
+                self._lock.wait(left)
+
+    # -- serving ----------------------------------------------------------------------------
     def _handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
         url = urlsplit(request.path)
         headers = {k.lower(): v for k, v in request.headers.items()}
         if url.path.startswith("/upload/"):
-            self.uploads[url.path.rsplit("/", 1)[1]] = body
+            with self._lock:
+                self.uploads[url.path.rsplit("/", 1)[1]] = body
             self._reply(request, 200, b"OK", "text/plain")
             return
         method = url.path.removeprefix("/api/")
-        args = self._args(headers, body, url.query)
-        status, response, extra = self._answer(method, args, headers)
-        call = Call(method, args, time.time(), status, response, headers)
-        with self._changed:
-            self._calls.append(call)
-            self._changed.notify_all()
+        try:
+            args = self._args(headers, body, url.query)
+        except ValueError:
+            args = {}
+            status, response, extra = 200, {"ok": False, "error": "invalid_form_data"}, {}
+        else:
+            with self._lock:
+                try:
+                    status, response, extra = self._answer(method, args, headers)
+                except Exception as exc:  # a bug here should fail the test, not hang it
+                    status, response, extra = 500, {"ok": False, "error": repr(exc)}, {}
+        with self._lock:
+            self._calls.append(Call(method, args, time.time(), status, response, headers))
+            self._lock.notify_all()
         self._reply(request, status, json.dumps(response).encode(), "application/json", extra)
 
     @staticmethod
@@ -200,6 +256,7 @@ class FakeSlack:
 
     @staticmethod
     def _args(headers: dict[str, str], body: bytes, query: str) -> dict[str, Any]:
+        """Query string plus a JSON or form-encoded body (form values stay strings)."""
         args: dict[str, Any] = dict(parse_qsl(query))
         if body and headers.get("content-type", "").startswith("application/json"):
             args.update(json.loads(body))
@@ -207,35 +264,36 @@ class FakeSlack:
             args.update(parse_qsl(body.decode()))
         return args
 
-    def _answer(
-        self, method: str, args: dict[str, Any], headers: dict[str, str]
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _answer(self, method: str, args: dict[str, Any], headers: dict[str, str]) -> Answer:
+        """Status, JSON and extra headers for one call; runs under the lock."""
         if self._down:
             return 503, {"ok": False, "error": "service_unavailable"}, {}
         if self.token and headers.get("authorization") != f"Bearer {self.token}":
             return 200, {"ok": False, "error": "invalid_auth"}, {}
-        with self._changed:
-            failure = self._take_failure(method)
-            if failure is None and method == "chat.postMessage" and self._per_second:
-                channel = str(args.get("channel"))
-                now = time.monotonic()
-                last = self._last_post.get(channel)
-                if last is not None and now - last < 1 / self._per_second:
-                    self.rate_limited += 1
-                    return (
-                        429,
-                        {"ok": False, "error": "ratelimited"},
-                        {"Retry-After": str(self._retry_after)},
-                    )
-                self._last_post[channel] = now
+        failure = self._take_failure(method)
         if failure is not None:
             extra = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
             error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
             return failure.status, {"ok": False, "error": error}, extra
-        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        handler = self._methods.get(method)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
+        if method == "chat.postMessage" and self._per_second:
+            return self._rate_limited_post(args)
         return 200, handler(args), {}
+
+    def _rate_limited_post(self, args: dict[str, Any]) -> Answer:
+        channel = self._dm_channel(args.get("channel"))
+        now = time.monotonic()
+        last = self._last_post.get(channel)
+        if last is not None and now - last < 1 / (self._per_second or 1):
+            self.rate_limited += 1
+            retry = {"Retry-After": str(self._retry_after)}
+            return 429, {"ok": False, "error": "ratelimited"}, retry
+        response = self._chat_post_message(args)
+        if response["ok"]:
+            self._last_post[channel] = now
+        return 200, response, {}
 
     def _take_failure(self, method: str) -> _Failure | None:
         queue = self._failures.get(method)
@@ -250,7 +308,13 @@ class FakeSlack:
     def _next_ts(self) -> str:
         return f"{1700000000 + next(self._ts)}.000100"
 
-    # -- the methods ----------------------------------------------------------------------------
+    @staticmethod
+    def _dm_channel(channel: Any) -> str:
+        """A user id as channel means the DM with that user: "U1" -> "DU1"."""
+        channel = str(channel or "")
+        return "D" + channel if channel[:1] in ("U", "W") else channel
+
+    # -- the methods ------------------------------------------------------------------------
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": True,
@@ -261,7 +325,7 @@ class FakeSlack:
             "url": "https://test.slack.com/",
         }
 
-    def _users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _users_lookup_by_email(self, args: dict[str, Any]) -> dict[str, Any]:
         email = str(args.get("email", "")).lower()
         for user in self.users.values():
             if user["profile"]["email"].lower() == email:
@@ -273,17 +337,20 @@ class FakeSlack:
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
 
     def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "channel": {"id": "D" + str(args.get("users", "")).split(",")[0]}}
+        user_id = str(args.get("users", "")).split(",")[0]
+        return {"ok": True, "channel": {"id": "D" + user_id}}
 
-    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        channel = args.get("channel")
-        if not channel:
+    def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel"):
             return {"ok": False, "error": "channel_not_found"}
-        if channel[0] in "UW":
-            channel = "D" + channel
         ts = self._next_ts()
         message = {"text": args.get("text"), "blocks": args.get("blocks"), "ts": ts}
-        return {"ok": True, "channel": channel, "ts": ts, "message": message}
+        return {
+            "ok": True,
+            "channel": self._dm_channel(args["channel"]),
+            "ts": ts,
+            "message": message,
+        }
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -293,10 +360,10 @@ class FakeSlack:
             "text": args.get("text"),
         }
 
-    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": self._next_ts()}
 
-    def _chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = args.get("channel"), str(args.get("message_ts", ""))
         return {
             "ok": True,
@@ -314,9 +381,7 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_arguments"}
         return self._view(args)
 
-    _views_update = _views_push = _views_publish = _view
-
-    def _files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _files_get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         file_id = f"F{next(self._ids):04d}"
         return {
             "ok": True,
@@ -324,7 +389,7 @@ class FakeSlack:
             "file_id": file_id,
         }
 
-    def _files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+    def _files_complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
         files = args.get("files")
         files = json.loads(files) if isinstance(files, str) else files or []
         return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}

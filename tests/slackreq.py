@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 
 def sign(body: str, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's v0 request-signing headers for `body` (timestamp defaults to now)."""
     ts = str(timestamp if timestamp is not None else int(time.time()))
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
@@ -23,6 +24,7 @@ def _user(user_id: str, team_id: str) -> dict[str, str]:
 
 
 def _form(payload: dict[str, Any]) -> str:
+    """Interactivity payloads arrive as a form with one field, payload=<JSON>."""
     return urlencode({"payload": json.dumps(payload)})
 
 
@@ -32,13 +34,15 @@ def block_actions(
     action_id: str,
     value: str = "",
     channel: str = "DU0REP1",
-    message_ts: str = "1700000001.000100",
+    message_ts: str = "1700000000.000100",
     trigger_id: str = "1234.5678.abcd",
-    block_id: str = "decide",
+    block_id: str = "actions",
     state: dict[str, Any] | None = None,
     selected_user: str | None = None,
     team_id: str = "T0TEAM",
 ) -> str:
+    """Form body ("payload=...") of a block_actions click on a button, or on a
+    users_select when `selected_user` is given."""
     action_ts = f"{time.time():.6f}"
     if selected_user is not None:
         action = {
@@ -89,6 +93,7 @@ def view_submission(
     view_id: str = "V0001",
     team_id: str = "T0TEAM",
 ) -> str:
+    """Form body ("payload=...") of a modal's view_submission."""
     return _form(
         {
             "type": "view_submission",
@@ -123,6 +128,7 @@ def slash_command(
     channel_id: str = "C0GENERAL",
     team_id: str = "T0TEAM",
 ) -> str:
+    """Form body of a slash command invocation."""
     return urlencode(
         {
             "token": "legacy",
@@ -142,6 +148,7 @@ def slash_command(
 
 
 def event_callback(event: dict[str, Any], *, team_id: str = "T0TEAM") -> str:
+    """JSON body of an Events API event_callback wrapping `event`."""
     return json.dumps(
         {
             "token": "legacy",
