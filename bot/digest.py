@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bot import clock
+from bot.blocks.digest import digest_blocks
 from bot.definition import Definition
 from bot.delivery import sender
 from bot.services import Services
@@ -111,6 +112,22 @@ def _rate(accepted: int, rejected: int) -> float | None:
     return accepted / (accepted + rejected) if accepted + rejected else None
 
 
+def _handed_off(session: Any, window: Window) -> int:
+    """Leads handed to sales in the window (reassignments are not new handoffs)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Handoff)
+            .where(
+                Handoff.assigned_at >= window.start,
+                Handoff.assigned_at < window.end,
+                Handoff.previous_id.is_(None),
+            )
+        )
+        or 0
+    )
+
+
 def _decision_counts(session: Any, window: Window) -> tuple[int, int]:
     decided = Handoff.decided_at >= window.start, Handoff.decided_at < window.end
     row = session.execute(
@@ -184,18 +201,7 @@ def _groups(session: Any, definition: Definition, window: Window, column: Any) -
 
 def build_digest(db: Database, definition: Definition, window: Window) -> Digest:
     with db.session() as session:
-        handed_off = (
-            session.scalar(
-                select(func.count())
-                .select_from(Handoff)
-                .where(
-                    Handoff.assigned_at >= window.start,
-                    Handoff.assigned_at < window.end,
-                    Handoff.previous_id.is_(None),
-                )
-            )
-            or 0
-        )
+        handed_off = _handed_off(session, window)
         accepted, rejected = _decision_counts(session, window)
         previous = _decision_counts(session, window.before())
         still_open = (
@@ -256,18 +262,7 @@ def build_digest(db: Database, definition: Definition, window: Window) -> Digest
             shift = timedelta(days=7 * weeks_back)
             local_start = (window.start - shift).astimezone(definition.timezone)
             week = Window(window.start - shift, window.end - shift, _iso_week(local_start))
-            handed = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Handoff)
-                    .where(
-                        Handoff.assigned_at >= week.start,
-                        Handoff.assigned_at < week.end,
-                        Handoff.previous_id.is_(None),
-                    )
-                )
-                or 0
-            )
+            handed = _handed_off(session, week)
             trend.append((week.label, int(handed), _decision_counts(session, week)[0]))
         target = _target_lines(session, definition, window, trend)
     return Digest(
@@ -414,8 +409,6 @@ def digest_text(digest: Digest) -> str:
 
 def post_week(services: Services, window: Window, *, now: datetime) -> bool:
     """Claim the week and queue its digest; False when another process already has."""
-    from bot.blocks.digest import digest_blocks
-
     digest = build_digest(services.db, services.definition, window)
     try:
         with services.db.transaction() as session:

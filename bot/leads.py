@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -284,7 +283,3 @@ def read_rows(path: Path) -> Iterator[Row]:
 def lead_from_stored(values: dict[str, Any]) -> LeadIn:
     """Rebuild the input model from a stored row (for backtests and re-judging)."""
     return _one.validate_python(values)
-
-
-def as_datetime(value: datetime | str) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -18,6 +18,34 @@ from sqlmodel import Session
 from store.models import Outbox, OutboxStatus
 
 _outbox = Outbox.__table__  # type: ignore[attr-defined]
+
+
+def _row(
+    kind: str,
+    payload: dict[str, Any],
+    dedupe_key: str,
+    handoff_id: int | None,
+    due: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "payload": payload,
+        "dedupe_key": dedupe_key,
+        "handoff_id": handoff_id,
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": due,
+        "result": {},
+        "created_at": now,
+    }
+
+
+def _insert_unless_queued(session: Session) -> Any:
+    """INSERT that skips a row whose dedupe key is already queued."""
+    dialect = session.get_bind().dialect.name
+    insert_for = sqlite_insert if dialect == "sqlite" else pg_insert
+    return insert_for(_outbox).on_conflict_do_nothing()
 
 
 def enqueue(
@@ -31,46 +59,16 @@ def enqueue(
     not_before: datetime | None = None,
 ) -> bool:
     """Add work unless work with the same key exists; True when added."""
-    values = {
-        "kind": kind,
-        "payload": payload,
-        "dedupe_key": dedupe_key,
-        "handoff_id": handoff_id,
-        "status": OutboxStatus.PENDING,
-        "attempts": 0,
-        "next_attempt_at": not_before or now,
-        "result": {},
-        "created_at": now,
-    }
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        statement = sqlite_insert(_outbox).values(values).on_conflict_do_nothing()
-    elif dialect == "postgresql":
-        statement = pg_insert(_outbox).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - other databases are not supported
-        statement = insert(_outbox).values(values)
-    return session.execute(statement).rowcount == 1
+    row = _row(kind, payload, dedupe_key, handoff_id, not_before or now, now)
+    return session.execute(_insert_unless_queued(session).values(row)).rowcount == 1
 
 
 def enqueue_many(session: Session, items: list[dict[str, Any]], *, now: datetime) -> None:
     """Add many rows (kind, payload, dedupe_key, handoff_id) in one executemany,
     skipping keys that already exist."""
-    if not items:
-        return
-    rows = [
-        {
-            **item,
-            "status": OutboxStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "result": {},
-            "created_at": now,
-        }
-        for item in items
-    ]
-    dialect = session.get_bind().dialect.name
-    insert_for = sqlite_insert if dialect == "sqlite" else pg_insert
-    session.execute(insert_for(_outbox).on_conflict_do_nothing(), rows)
+    if items:
+        rows = [_row(**item, due=now, now=now) for item in items]
+        session.execute(_insert_unless_queued(session), rows)
 
 
 def claim_due(

@@ -198,6 +198,15 @@ def app(app_factory: Any, db: Database) -> RunningApp:
     return app_factory(db)
 
 
+def run_together(*targets: Any) -> None:
+    """Start every target on its own thread at once; return when all are done."""
+    threads = [threading.Thread(target=target) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def lead(lead_id: str = "crm-1", **overrides: Any) -> dict[str, Any]:
     """A lead that qualifies against tests/data/definition.yml (score 60, signals
     a day or two before today, so it qualifies whenever the tests run, and the

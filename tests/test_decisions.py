@@ -15,7 +15,7 @@ from bot.blocks.card import ACCEPT, COMMERCIAL, COMMERCIAL_BLOCK, REASSIGN, REJE
 from bot.blocks.modals import REASSIGN_VIEW, REJECT_VIEW
 from bot.sla import deadline
 from store.models import Audit, Handoff, Lead, SlaTimer
-from tests.conftest import lead
+from tests.conftest import lead, run_together
 from tests.slackreq import block_actions, view_submission
 
 
@@ -119,14 +119,12 @@ def test_owner_and_manager_racing_from_two_threads(app, db, fake_slack, handed_o
     app.services.directory.by_user_id("U0MGR")
     for _ in range(5):
         barrier = threading.Barrier(2)
-        threads = [
-            threading.Thread(target=press_together, args=(barrier, app, user, handed_off.id))
-            for user in ("U0REP1", "U0MGR")
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_together(
+            *[
+                lambda user=user, barrier=barrier: press_together(barrier, app, user, handed_off.id)
+                for user in ("U0REP1", "U0MGR")
+            ]
+        )
     fake_slack.wait_for("chat.postEphemeral", count=9)
     decided = [a for a in rows(db, Audit) if a.action == "accepted"]
     assert len(decided) == 1

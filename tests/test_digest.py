@@ -4,7 +4,6 @@ cron slot in the definition's zone (DST included), and once-only posting."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,7 +18,7 @@ from bot.definition import load_definition
 from bot.digest import build_digest, digest_text, window_for
 from bot.scheduler import digest_trigger
 from store.models import DigestRun, Handoff, Outbox
-from tests.conftest import DATA, lead
+from tests.conftest import DATA, lead, run_together
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 MON_W47 = datetime(2026, 11, 16, 10, 0, tzinfo=SYDNEY)
@@ -180,14 +179,9 @@ def test_posted_once_with_two_instances_and_caught_up_after_downtime(
     slot = datetime(2026, 11, 23, 9, 0, tzinfo=SYDNEY)
     with freeze_time(slot):
         results = []
-        threads = [
-            threading.Thread(target=lambda a=a: results.append(digest.run_scheduled(a.services)))
-            for a in (week, other)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_together(
+            *[lambda a=a: results.append(digest.run_scheduled(a.services)) for a in (week, other)]
+        )
         week.drain()
         other.drain()
     assert sorted(results) == [False, True]

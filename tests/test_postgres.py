@@ -3,7 +3,6 @@ sharing one database (runs when HANDOFF_TEST_POSTGRES_URL is set, as CI does).""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -14,7 +13,7 @@ from sqlalchemy import func, select
 from bot import clock, decisions, digest, reminders
 from store.db import Database
 from store.models import Audit, DigestRun, Handoff
-from tests.conftest import lead
+from tests.conftest import lead, run_together
 
 
 @pytest.fixture
@@ -23,14 +22,6 @@ def pg(pg_url: str) -> Iterator[Database]:
     database.create_schema()
     yield database
     database.dispose()
-
-
-def run_together(*targets) -> None:
-    threads = [threading.Thread(target=target) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def test_same_lead_from_eight_connections_to_two_instances(app_factory, pg, fake_slack):

@@ -5,7 +5,6 @@ processes sharing one database sending each message exactly once."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,7 +15,7 @@ from bot import decisions, reminders
 from bot.definition import load_definition
 from bot.scheduler import SLA_SWEEP_JOB, build_scheduler
 from store.models import Handoff, SlaTimer
-from tests.conftest import DATA, lead
+from tests.conftest import DATA, lead, run_together
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=SYDNEY)  # due Monday 14:00 (4h)
@@ -137,14 +136,7 @@ def test_restart_past_the_deadline_sends_one_late_escalation(app_factory, db, fa
     later = MONDAY_10 + timedelta(days=1)
     second, third = app_factory(db), app_factory(db)  # two processes, one database
     with freeze_time(later):
-        threads = [
-            threading.Thread(target=reminders.sweep, args=(app.services,))
-            for app in (second, third)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_together(*[lambda app=app: reminders.sweep(app.services) for app in (second, third)])
         second.drain()
         third.drain()
     with freeze_time(later + timedelta(seconds=2)):  # the rep's second DM, paced a second later
