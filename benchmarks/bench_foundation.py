@@ -3,7 +3,8 @@
     python benchmarks/bench_foundation.py [--leads 100000]
 
 Prints figures; asserts nothing. The import runs in a child process through the
-real `handoff import` entry point so its peak memory (ru_maxrss) is its own.
+real `handoff import` entry point; its peak memory is read from VmHWM, which
+starts afresh at exec (ru_maxrss would carry over the forking parent's peak).
 """
 
 from __future__ import annotations
@@ -215,14 +216,15 @@ def bench_import(n: int) -> None:
             "HANDOFF_DEFINITION": str(definition_path),
         }
         script = (
-            "import resource, sys, time\n"
+            "import sys, time\n"
             "from bot.cli import main\n"
             "start = time.perf_counter()\n"
             "try:\n"
             "    main(['import', sys.argv[1]], standalone_mode=False)\n"
             "finally:\n"
             "    elapsed = time.perf_counter() - start\n"
-            "    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+            "    status = open('/proc/self/status').read()\n"
+            "    rss = int(status.split('VmHWM:')[1].split()[0]) / 1024\n"
             "    print(f'BENCH {elapsed} {rss}', file=sys.stderr)\n"
         )
         proc = subprocess.run(

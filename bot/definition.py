@@ -52,6 +52,9 @@ class DefinitionError(ValueError):
 
 
 def _number(value: Any) -> float | None:
+    kind = type(value)  # exact type checks first: this runs for every lead and criterion
+    if kind is int or kind is float:
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -64,6 +67,8 @@ def _number(value: Any) -> float | None:
 
 def _norm(value: Any) -> str:
     """How `in`, `not_in` and `equals` compare: as text, case-insensitively."""
+    if type(value) is str:
+        return value.strip().casefold()
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).strip().casefold()
@@ -133,6 +138,11 @@ class Intent:
     @cached_property
     def by_id(self) -> dict[str, Signal]:
         return {signal.id: signal for signal in self.signals}
+
+    @cached_property
+    def too_old(self) -> str:
+        """Why a signal before the window is ignored."""
+        return f"older than {self.window_days} days"
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +238,14 @@ class Definition:
     def _calendar(self) -> BusinessCalendar:
         sla = self.handoff.sla
         return BusinessCalendar(sla.business_hours, self.timezone, sla.holidays)
+
+    @cached_property
+    def fit_tests(self) -> tuple[tuple[str, str, str, bool, Callable[[Any], bool]], ...]:
+        """Each criterion flattened to (id, label, field, allow_missing, test) for the judge."""
+        return tuple(
+            (c.id, c.label, c.condition.field, c.condition.allow_missing, c.condition.test)
+            for c in self.fit
+        )
 
     @cached_property
     def _reasons(self) -> dict[str, Reason]:

@@ -94,7 +94,7 @@ def _lead_values(lead: LeadIn) -> dict[str, Any]:
         "source": lead.source,
         "campaign": lead.campaign,
         "attributes": lead.attributes,
-        "signals": [{"name": s.name, "at": s.at.isoformat()} for s in lead.signals],
+        "signals": [{"name": s["name"], "at": s["at"].isoformat()} for s in lead.signals],
     }
 
 
@@ -127,10 +127,19 @@ class Intake:
         batch_size: int = 1000,
         dry_run: bool = False,
     ) -> list[LeadOutcome]:
-        outcomes: list[LeadOutcome] = []
+        return list(self.stream(leads, now=now, batch_size=batch_size, dry_run=dry_run))
+
+    def stream(
+        self,
+        leads: Iterable[LeadIn],
+        *,
+        now: datetime,
+        batch_size: int = 1000,
+        dry_run: bool = False,
+    ) -> Iterator[LeadOutcome]:
+        """Like `ingest`, yielding each batch's outcomes as it commits: flat memory for a file."""
         for batch in _unique_batches(leads, batch_size):
-            outcomes.extend(self._ingest_batch(batch, now=now, dry_run=dry_run))
-        return outcomes
+            yield from self._ingest_batch(batch, now=now, dry_run=dry_run)
 
     def _ingest_batch(
         self, batch: Sequence[LeadIn], *, now: datetime, dry_run: bool

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.definition import Definition
-from bot.leads import LeadIn
+from bot.leads import TOP_LEVEL_FIELDS, LeadIn
 
 # Marketing automation clocks drift; a signal a few minutes "in the future" is not a typo.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -46,7 +46,7 @@ class IgnoredSignal:
     why: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     fit_passed: bool
     criteria: tuple[CriterionResult, ...]
@@ -81,36 +81,33 @@ class Verdict:
 
 
 def judge(lead: LeadIn, definition: Definition, now: datetime) -> Verdict:
+    # The loops below are the hot path of an import: locals, no helper calls.
+    attributes = lead.attributes
     criteria = []
     fit_passed = True
-    for criterion in definition.fit:
-        condition = criterion.condition
-        value = lead.field(condition.field)
+    for criterion_id, label, name, allow_missing, test in definition.fit_tests:
+        value = getattr(lead, name) if name in TOP_LEVEL_FIELDS else attributes.get(name)
         missing = value is None or value == ""
-        passed = condition.allow_missing if missing else condition.test(value)
+        passed = allow_missing if missing else test(value)
         fit_passed = fit_passed and passed
-        criteria.append(CriterionResult(criterion.id, criterion.label, passed, value, missing))
+        criteria.append(CriterionResult(criterion_id, label, passed, value, missing))
 
     intent = definition.intent
     window_start = now - timedelta(days=intent.window_days)
     latest = now + CLOCK_SKEW
+    known = intent.by_id
     counts: dict[str, int] = {}
     ignored = []
     for signal in lead.signals:
-        if signal.name not in intent.by_id:
-            ignored.append(
-                IgnoredSignal(signal.name, signal.at.isoformat(), "not in the definition")
-            )
-        elif signal.at < window_start:
-            ignored.append(
-                IgnoredSignal(
-                    signal.name, signal.at.isoformat(), f"older than {intent.window_days} days"
-                )
-            )
-        elif signal.at > latest:
-            ignored.append(IgnoredSignal(signal.name, signal.at.isoformat(), "in the future"))
+        name, at = signal["name"], signal["at"]
+        if name not in known:
+            ignored.append(IgnoredSignal(name, at.isoformat(), "not in the definition"))
+        elif at < window_start:
+            ignored.append(IgnoredSignal(name, at.isoformat(), intent.too_old))
+        elif at > latest:
+            ignored.append(IgnoredSignal(name, at.isoformat(), "in the future"))
         else:
-            counts[signal.name] = counts.get(signal.name, 0) + 1
+            counts[name] = counts.get(name, 0) + 1
 
     scores = []
     total = 0
@@ -127,7 +124,9 @@ def judge(lead: LeadIn, definition: Definition, now: datetime) -> Verdict:
             SignalScore(definition_signal.id, definition_signal.label, count, points, uncapped)
         )
 
-    missing = tuple(name for name in definition.handoff.required if lead.field(name) in (None, ""))
+    missing = tuple(
+        field for field in definition.handoff.required if lead.field(field) in (None, "")
+    )
     return Verdict(
         fit_passed=fit_passed,
         criteria=tuple(criteria),

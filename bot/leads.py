@@ -25,9 +25,10 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from typing_extensions import TypedDict
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-TOP_LEVEL_FIELDS = ("email", "name", "title", "company", "owner", "source", "campaign")
+TOP_LEVEL_FIELDS = frozenset(("email", "name", "title", "company", "owner", "source", "campaign"))
 
 
 def _email(value: str | None) -> str | None:
@@ -53,11 +54,19 @@ Email = Annotated[
 ]
 
 
-class SignalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SignalIn(TypedDict):
+    """One intent signal. A TypedDict, not a model: pydantic validates a list of
+    these several times faster, and an import validates millions."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     at: AwareDatetime
+
+
+def _sorted_keys(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Attributes in key order, so the same lead always serialises (and hashes) the same."""
+    return dict(sorted(attributes.items()))
 
 
 class LeadIn(BaseModel):
@@ -73,7 +82,9 @@ class LeadIn(BaseModel):
     owner: Email = None
     source: Text = None
     campaign: Text = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Annotated[dict[str, Any], AfterValidator(_sorted_keys)] = Field(
+        default_factory=dict
+    )
     signals: list[SignalIn] = Field(default_factory=list, max_length=1000)
 
     def field(self, name: str) -> Any:
@@ -84,8 +95,7 @@ class LeadIn(BaseModel):
 
     def payload_hash(self) -> str:
         """Identifies the content, so that re-sending the same lead changes nothing."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
 
 _one_or_many = TypeAdapter(LeadIn | list[LeadIn])
@@ -203,7 +213,12 @@ class Row:
     error: str | None = None
 
 
+_NUMBER_START = frozenset("+-.0123456789 \t")
+
+
 def _number_or_text(value: str) -> Any:
+    if value[0] not in _NUMBER_START:  # most text: skip two failed conversions
+        return value
     try:
         return int(value)
     except ValueError:
@@ -225,23 +240,46 @@ def parse_signal_cell(cell: str) -> list[dict[str, str]]:
     return signals
 
 
-def csv_record(row: dict[str, str | None]) -> dict[str, Any]:
-    record: dict[str, Any] = {}
-    attributes: dict[str, Any] = {}
-    for column, value in row.items():
-        if column is None:
+class CsvLayout:
+    """An import file's header, read once: which column feeds which lead field.
+
+    Rows then map by position, which is several times cheaper than a dict per row.
+    """
+
+    def __init__(self, header: list[str]) -> None:
+        self.width = len(header)
+        self.fields: list[tuple[int, str]] = []
+        self.attributes: list[tuple[int, str]] = []
+        self.signals: int | None = None
+        for index, column in enumerate(header):
+            if column.startswith("attributes."):
+                self.attributes.append((index, column.removeprefix("attributes.")))
+            elif column == "signals":
+                self.signals = index
+            else:
+                self.fields.append((index, column))
+
+    def record(self, values: list[str]) -> dict[str, Any]:
+        """One row as a lead record; ValueError when the row cannot be one."""
+        width = len(values)
+        if width > self.width:
             raise ValueError("more values than columns")
-        if value is None or value == "":
-            continue
-        if column.startswith("attributes."):
-            attributes[column.removeprefix("attributes.")] = _number_or_text(value)
-        elif column == "signals":
-            record["signals"] = parse_signal_cell(value)
-        else:
-            record[column] = value
-    if attributes:
-        record["attributes"] = attributes
-    return record
+        record: dict[str, Any] = {
+            column: values[index]
+            for index, column in self.fields
+            if index < width and values[index]
+        }
+        attributes = {
+            name: _number_or_text(values[index])
+            for index, name in self.attributes
+            if index < width and values[index]
+        }
+        if attributes:
+            record["attributes"] = attributes
+        signals = self.signals
+        if signals is not None and signals < width and values[signals]:
+            record["signals"] = parse_signal_cell(values[signals])
+        return record
 
 
 def _validated(line: int, record: Any) -> Row:
@@ -259,11 +297,14 @@ def read_rows(path: Path) -> Iterator[Row]:
     is_csv = path.suffix.lower() == ".csv"
     with path.open(newline="" if is_csv else None, encoding="utf-8") as handle:
         if is_csv:
-            reader = csv.DictReader(handle)
-            for record in reader:
+            reader = csv.reader(handle)
+            layout = CsvLayout(next(reader, []))
+            for values in reader:
+                if not values:
+                    continue
                 line = reader.line_num
                 try:
-                    data = csv_record(record)
+                    data = layout.record(values)
                 except ValueError as exc:
                     yield Row(line, None, str(exc))
                     continue

@@ -30,7 +30,7 @@ def import_file(intake: Intake, path: Path, *, dry_run: bool) -> tuple[Counter[s
     counts: Counter[str] = Counter()
     now = clock.now()
     outcome: LeadOutcome
-    for outcome in intake.ingest(
+    for outcome in intake.stream(
         _valid_leads(read_rows(path), invalid), now=now, batch_size=BATCH, dry_run=dry_run
     ):
         counts[outcome.outcome] += 1
