@@ -10,13 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot import decisions, digest
 from bot.cli import main
 from bot.definition import load_definition
 from bot.digest import build_digest, digest_text, window_for
 from bot.scheduler import digest_trigger
+from store.db import Database
 from store.models import DigestRun, Handoff, Outbox
 from tests.conftest import DATA, lead, run_together
 
@@ -24,6 +25,17 @@ SYDNEY = ZoneInfo("Australia/Sydney")
 MON_W47 = datetime(2026, 11, 16, 10, 0, tzinfo=SYDNEY)
 MON_W46 = MON_W47 - timedelta(days=7)
 H = timedelta(hours=1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, db_url):
+    """Every test here on SQLite and, with HANDOFF_TEST_POSTGRES_URL set, on PostgreSQL:
+    the digest's SQL (scalar subqueries, GROUP BY, OFFSET) must agree on both."""
+    url = db_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    database = Database(url)
+    database.create_schema()
+    yield database
+    database.dispose()
 
 
 def post(app, at: datetime, *specs: dict) -> list[int]:
@@ -198,3 +210,32 @@ def test_posted_once_with_two_instances_and_caught_up_after_downtime(
             session.scalar(select(func.count()).select_from(Outbox).where(Outbox.kind == "digest"))
             == 2
         )
+
+
+def test_every_digest_query_seeks_the_week_by_index(week, db, definition):
+    """The digest reads the week, not the table, only while each of its queries seeks the
+    window in an index: SQLite's plan for every statement, on a schema without statistics."""
+    if not db.is_sqlite:
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        build_digest(db, definition, window_for(definition, MON_W47, "2026-W47"))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    with db.engine.connect() as conn:
+        for statement, parameters in statements:
+            if not statement.startswith("SELECT"):
+                continue
+            plan = [
+                row[3]
+                for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            ]
+            assert not [s for s in plan if s.startswith(("SCAN handoff", "SCAN lead"))], plan
+            for column in ("decided_at", "assigned_at"):
+                if f"handoff.{column} >=" in statement:
+                    assert any(f"{column}>?" in step for step in plan), (statement, plan)
