@@ -2,8 +2,10 @@
 
 SQLite is the embedded default (WAL, foreign keys on, writers queue on a busy
 timeout); PostgreSQL is the scale-out store. Schema management is
-`create_all` guarded by a version number in `schema_info`: a database written by
-a newer Handoff is refused rather than silently misread.
+`create_all` guarded by a version number in `schema_info`: an older database gains
+the indexes added since (every change so far only added indexes, which create_all
+leaves out for existing tables); one written by a newer Handoff is refused rather
+than silently misread.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, select
 
@@ -23,6 +25,12 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 class SchemaError(RuntimeError):
     pass
+
+
+def _create_missing_indexes(connection: Connection) -> None:
+    for table in SQLModel.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -73,17 +81,20 @@ class Database:
         )
 
     def create_schema(self) -> None:
-        """Create missing tables; refuse a database from a different schema version."""
+        """Create missing tables, upgrade an older schema, refuse a newer one."""
         SQLModel.metadata.create_all(self.engine)
         with self.transaction() as session:
             info = session.exec(select(SchemaInfo)).first()
             if info is None:
                 session.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
-            elif info.version != SCHEMA_VERSION:
+            elif info.version > SCHEMA_VERSION:
                 raise SchemaError(
                     f"database schema version {info.version}, this Handoff expects "
                     f"{SCHEMA_VERSION}; use a matching release or a fresh DATABASE_URL"
                 )
+            elif info.version < SCHEMA_VERSION:
+                _create_missing_indexes(session.connection())
+                info.version = SCHEMA_VERSION
 
     @contextmanager
     def session(self) -> Iterator[Session]:
