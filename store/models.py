@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime
 
-SCHEMA_VERSION = 2  # 2: the covering indexes on handoff for the digest
+SCHEMA_VERSION = 2  # 2: indexes for the digest (covering ones on handoff, lead.created_at)
 
 
 def _utc_column(*, nullable: bool = True, index: bool = False) -> Any:
@@ -64,7 +64,7 @@ class Lead(SQLModel, table=True):
     ready: bool = False  # qualified and carrying every required field: what hands off
     hot: bool = False
     score: int = 0
-    created_at: datetime = _utc_column(nullable=False)
+    created_at: datetime = _utc_column(nullable=False, index=True)  # the digest's lead counts
     updated_at: datetime = _utc_column(nullable=False, index=True)
 
 
