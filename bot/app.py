@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltContext
@@ -15,6 +16,8 @@ from bot.slack import Directory, make_client
 from store.db import Database
 
 logger = logging.getLogger(__name__)
+
+AFTER_ACK_THREADS = 5
 
 
 def build_services(settings: Settings, definition: Definition, db: Database) -> Services:
@@ -37,6 +40,11 @@ def build_bolt_app(services: Services) -> App:
         # while Slack is unreachable; the outbox sends once it is back.
         token_verification_enabled=False,
         logger=logging.getLogger("slack_bolt"),
+        # Listeners run on the request's thread and the ack leaves when they return;
+        # they hand slow work to the executor (handlers/after_ack.py). Without this,
+        # each request waits for a free executor thread, behind earlier clicks' work.
+        process_before_response=True,
+        listener_executor=ThreadPoolExecutor(AFTER_ACK_THREADS, thread_name_prefix="after-ack"),
     )
 
     @app.middleware

@@ -1,4 +1,4 @@
-"""Clicks on handoff cards and escalation messages: ack at once, then call bot/."""
+"""Clicks on handoff cards and escalation messages: ack, then call bot/ after the ack."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from bot import decisions
 from bot.blocks.card import ACCEPT, COMMERCIAL, COMMERCIAL_BLOCK, OPEN_CARD, REASSIGN, REJECT
 from bot.blocks.modals import reassign_modal, reject_modal
 from bot.decisions import Refused
+from bot.services import Services
+from handlers.after_ack import after_ack
 
 
 def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
@@ -33,9 +35,13 @@ def _ticked(body: dict[str, Any]) -> list[str]:
 
 def on_accept(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     ack()
+    after_ack(context, accept, context["services"], client, body)
+
+
+def accept(services: Services, client: WebClient, body: dict[str, Any]) -> None:
     try:
         decisions.accept(
-            context["services"],
+            services,
             body["actions"][0].get("value"),
             body["user"]["id"],
             commercial=_ticked(body),
@@ -44,9 +50,8 @@ def on_accept(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebC
         tell(client, body, str(refusal))
 
 
-def _open_modal(body: dict[str, Any], context: BoltContext, client: WebClient, build: Any) -> None:
+def open_modal(services: Services, client: WebClient, body: dict[str, Any], build: Any) -> None:
     """Check the clicker may act, then open the modal while the trigger_id is fresh."""
-    services = context["services"]
     try:
         handoff = decisions.load(services, body["actions"][0].get("value"))
         decisions.authorise(services, handoff, body["user"]["id"])
@@ -57,28 +62,24 @@ def _open_modal(body: dict[str, Any], context: BoltContext, client: WebClient, b
     client.views_open(trigger_id=body["trigger_id"], view=build(services, handoff))
 
 
+def _reject_view(services: Services, handoff: Any) -> dict[str, Any]:
+    return reject_modal(services.definition, handoff.id, decisions.lead_label(services, handoff))
+
+
+def _reassign_view(services: Services, handoff: Any) -> dict[str, Any]:
+    return reassign_modal(
+        handoff.id, decisions.lead_label(services, handoff), handoff.owner_user_id
+    )
+
+
 def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     ack()
-    _open_modal(
-        body,
-        context,
-        client,
-        lambda services, handoff: reject_modal(
-            services.definition, handoff.id, decisions.lead_label(services, handoff)
-        ),
-    )
+    after_ack(context, open_modal, context["services"], client, body, _reject_view)
 
 
 def on_reassign(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     ack()
-    _open_modal(
-        body,
-        context,
-        client,
-        lambda services, handoff: reassign_modal(
-            handoff.id, decisions.lead_label(services, handoff), handoff.owner_user_id
-        ),
-    )
+    after_ack(context, open_modal, context["services"], client, body, _reassign_view)
 
 
 def acknowledge_only(ack: Ack) -> None:

@@ -1,4 +1,4 @@
-"""Events: the App Home tab is rendered when a user opens it."""
+"""Events: the App Home tab is rendered when a user opens it (after the ack)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from slack_sdk import WebClient
 from bot.blocks.home import HOME_PAGE, home_view
 from bot.explain import describe_definition
 from bot.home import my_queue, team_queue
+from bot.services import Services
+from handlers.after_ack import after_ack
 
 
-def publish_home(context: BoltContext, client: WebClient, user_id: str, page: int = 0) -> None:
-    services = context["services"]
+def publish_home(services: Services, client: WebClient, user_id: str, page: int = 0) -> None:
     view = home_view(
         mine=my_queue(services, user_id),
         team=team_queue(services, user_id),
@@ -24,13 +25,15 @@ def publish_home(context: BoltContext, client: WebClient, user_id: str, page: in
 
 
 def on_home_opened(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    # Events are acked by Bolt when the listener returns.
     if event.get("tab", "home") == "home":
-        publish_home(context, client, event["user"])
+        after_ack(context, publish_home, context["services"], client, event["user"])
 
 
 def on_home_page(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     ack()
-    publish_home(context, client, body["user"]["id"], int(body["actions"][0]["value"]))
+    page = int(body["actions"][0]["value"])
+    after_ack(context, publish_home, context["services"], client, body["user"]["id"], page)
 
 
 def register(app: App) -> None:

@@ -4,6 +4,7 @@ the running app, checked against what the fake Slack received and what the datab
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.app import AFTER_ACK_THREADS
 from bot.blocks.card import ACCEPT, COMMERCIAL, COMMERCIAL_BLOCK, REASSIGN, REJECT
 from bot.blocks.modals import REASSIGN_VIEW, REJECT_VIEW
 from bot.sla import deadline
@@ -129,6 +131,47 @@ def test_owner_and_manager_racing_from_two_threads(app, db, fake_slack, handed_o
     decided = [a for a in rows(db, Audit) if a.action == "accepted"]
     assert len(decided) == 1
     assert rows(db, Handoff)[0].decided_by in ("U0REP1", "U0MGR")
+
+
+class WriteLock:
+    """Another writer holding SQLite's write lock: decisions wait for it, reads do not."""
+
+    def __init__(self, db_url: str) -> None:
+        self.connection = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+
+    def __enter__(self) -> WriteLock:
+        self.connection.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+
+
+def test_clicks_are_acked_while_the_decision_waits(app, db, db_url, fake_slack, handed_off):
+    # More clicks than there are threads for the work after the ack, each answered at
+    # once although none of them can write yet.
+    with WriteLock(db_url):
+        for _ in range(AFTER_ACK_THREADS + 3):
+            start = time.monotonic()
+            click(app, "U0REP1", ACCEPT, handed_off.id)
+            assert time.monotonic() - start < 2.0
+        assert status_of(db, handed_off.id) == "open"
+    fake_slack.wait_for("chat.postEphemeral", count=AFTER_ACK_THREADS + 2)
+    assert status_of(db, handed_off.id) == "accepted"
+    assert [a.action for a in rows(db, Audit)].count("accepted") == 1
+
+
+def test_stopping_the_app_finishes_the_decisions_it_acked(app, db, db_url, handed_off):
+    with WriteLock(db_url):
+        click(app, "U0REP1", ACCEPT, handed_off.id)
+        stopping = threading.Thread(target=app.server.stop)
+        stopping.start()
+        stopping.join(0.5)
+        assert stopping.is_alive()  # waiting for the decision
+    stopping.join(10)
+    assert not stopping.is_alive()
+    assert status_of(db, handed_off.id) == "accepted"
 
 
 def test_a_click_on_a_lead_that_no_longer_exists(app, db, fake_slack, handed_off):
