@@ -7,17 +7,19 @@ the handoff as it is (and the deadline in the owner's own time zone).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
 from bot import clock
 from bot.blocks.card import CardLine, CardModel, build_card, fallback_text
 from bot.definition import Definition
 from bot.delivery import Permanent, Retry, sender, slack_retry_after
+from bot.handoffs import CARD
 from bot.leads import lead_from_stored
 from bot.routing import route
 from bot.services import Services
@@ -169,41 +171,62 @@ def post_to_user(
     services: Services, user_id: str, *, text: str, blocks: list[Any]
 ) -> dict[str, Any]:
     """A paced DM; a 429 becomes a Retry at Slack's Retry-After."""
-    now = clock.now()
-    services.delivery.pacer.reserve(user_id, now)
-    try:
-        response = services.slack.chat_postMessage(channel=user_id, text=text, blocks=blocks)
-    except SlackApiError as exc:
-        after = slack_retry_after(exc)
-        if after is None:
-            raise
-        services.delivery.pacer.back_off(user_id, now + after)
-        raise Retry(after, "rate limited by Slack") from None
+    pacer = services.delivery.pacer
+    with pacer.slot(user_id):
+        try:
+            response = services.slack.chat_postMessage(channel=user_id, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            after = slack_retry_after(exc)
+            if after is None:
+                raise
+            pacer.back_off(user_id, clock.now() + after)
+            raise Retry(after, "rate limited by Slack") from None
     return {"channel": response["channel"], "ts": response["ts"]}
 
 
-@sender("handoff_card")
+_CARD_POSTED = (
+    update(Handoff.__table__)  # type: ignore[attr-defined]
+    .where(Handoff.__table__.c.id == bindparam("b_id"))  # type: ignore[attr-defined]
+    .values(channel=bindparam("b_channel"), ts=bindparam("b_ts"), owner_user_id=bindparam("b_user"))
+)
+
+
+def _cards_posted(session: Session, sent: list[tuple[Outbox, dict[str, Any]]]) -> None:
+    """Where each card went, committed with its outbox row marked sent."""
+    rows = [
+        {
+            "b_id": item.payload["handoff_id"],
+            "b_channel": result["channel"],
+            "b_ts": result["ts"],
+            "b_user": result["user_id"],
+        }
+        for item, result in sent
+        if "ts" in result
+    ]
+    if rows:
+        session.execute(_CARD_POSTED, rows)
+
+
+@sender(CARD, on_sent=_cards_posted)
 def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
     with services.db.session() as session:
         handoff = session.get(Handoff, item.payload["handoff_id"])
-    if handoff is None:
-        raise Permanent("handoff no longer exists")
-    if handoff.status != HandoffStatus.OPEN:
-        return {"skipped": f"handoff is {handoff.status}"}
+        if handoff is None:
+            raise Permanent("handoff no longer exists")
+        if handoff.status != HandoffStatus.OPEN:
+            return {"skipped": f"handoff is {handoff.status}"}
+        model = card_model(session, services.definition, handoff, owner_tz=None)
     email, person = _find_owner(services, handoff)
-    with services.db.session() as session:
-        handoff.owner_user_id = person.user_id
-        model = card_model(session, services.definition, handoff, owner_tz=person.tz)
+    model = replace(
+        model,
+        owner_tz=person.tz,
+        owner_user_id=person.user_id,
+        routed_by=handoff.routed_by,  # changed when the owner fell back to the pool
+    )
     result = post_to_user(
         services, person.user_id, text=fallback_text(model), blocks=build_card(model)
     )
-    with services.db.transaction() as session:
-        session.execute(
-            update(Handoff)
-            .where(Handoff.id == handoff.id)
-            .values(channel=result["channel"], ts=result["ts"], owner_user_id=person.user_id)
-        )
-    return {**result, "owner": email}
+    return {**result, "owner": email, "user_id": person.user_id}
 
 
 @sender("card_update")

@@ -5,22 +5,35 @@ returns a small JSON result (stored on the row) or raises:
 - `Retry(after)`: not now (a channel's pace, a 429) — try again later, not an error;
 - `Permanent(why)`: no retry will help (recorded as failed, with the reason);
 - anything else: logged and retried with exponential backoff up to MAX_ATTEMPTS.
+A sender may also register `on_sent(session, [(item, result), ...])`: database
+changes that belong to the sends (the card's channel and ts), made in the same
+transaction that marks the rows sent.
 
 Rows are leased to one worker by a conditional UPDATE, so several processes
-can share a database. A crash leaves the lease to expire and the row is sent
-on the next pass.
+can share a database. The background loop keeps up to `batch` rows in flight
+on a pool of sender threads, claims more in one transaction when half have
+come back, and records every outcome that came back in one transaction. It
+records before it claims again, and does not claim while an outcome is
+unrecorded, so a row sent by this process is never claimed by it again. A crash
+leaves the lease to expire and the row is sent on the next pass (so a crash
+between Slack's answer and that commit can repeat one message: Slack has no
+idempotency key for chat.postMessage).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
+from sqlmodel import Session
 
 from bot import clock
 from store import outbox
@@ -36,14 +49,20 @@ MAX_ATTEMPTS = 12
 BACKOFF_CAP = timedelta(minutes=15)
 # Slack allows about one message a second per channel.
 CHANNEL_INTERVAL = timedelta(seconds=1)
+# How long a send's outcome may wait to be recorded with others (seconds).
+RECORD_DELAY = 0.02
 
 Sender = Callable[["Services", Outbox], dict[str, Any]]
+OnSent = Callable[[Session, list[tuple[Outbox, dict[str, Any]]]], None]
 _SENDERS: dict[str, Sender] = {}
+_ON_SENT: dict[str, OnSent] = {}
 
 
-def sender(kind: str) -> Callable[[Sender], Sender]:
+def sender(kind: str, *, on_sent: OnSent | None = None) -> Callable[[Sender], Sender]:
     def register(function: Sender) -> Sender:
         _SENDERS[kind] = function
+        if on_sent is not None:
+            _ON_SENT[kind] = on_sent
         return function
 
     return register
@@ -60,24 +79,54 @@ class Permanent(Exception):  # noqa: N818
 
 
 class ChannelPacer:
-    """Spaces posts to one channel at least CHANNEL_INTERVAL apart (in this process)."""
+    """One post at a time per channel, the next CHANNEL_INTERVAL after Slack
+    answered the previous one (in this process).
+
+    Spacing from the answer rather than from the start means network jitter can
+    never bring two posts closer than the interval at Slack's end, so pacing
+    alone does not draw 429s.
+    """
+
+    _PRUNE_AT = 10_000  # channels remembered before the idle ones are forgotten
 
     def __init__(self, interval: timedelta = CHANNEL_INTERVAL) -> None:
         self.interval = interval
-        self._next: dict[str, datetime] = {}
+        self._free_at: dict[str, datetime] = {}
+        self._posting: set[str] = set()
         self._lock = threading.Lock()
 
-    def reserve(self, channel: str, now: datetime) -> None:
-        """Take the channel's next slot now, or raise Retry for when it is free."""
-        with self._lock:
-            free_at = self._next.get(channel)
-            if free_at is not None and free_at > now:
-                raise Retry(free_at - now, f"pacing {channel}")
-            self._next[channel] = now + self.interval
+    @contextmanager
+    def slot(self, channel: str) -> Iterator[None]:
+        """Hold the channel for one post, or raise Retry for when it is free."""
+        self._take(channel)
+        try:
+            yield
+        finally:
+            self._release(channel)
 
     def back_off(self, channel: str, until: datetime) -> None:
+        """Slack said 429: nothing to this channel before `until`."""
         with self._lock:
-            self._next[channel] = max(until, self._next.get(channel, until))
+            self._free_at[channel] = max(until, self._free_at.get(channel, until))
+
+    def _take(self, channel: str) -> None:
+        now = clock.now()
+        with self._lock:
+            if channel in self._posting:
+                raise Retry(self.interval, f"posting to {channel}")
+            free_at = self._free_at.get(channel)
+            if free_at is not None and free_at > now:
+                raise Retry(free_at - now, f"pacing {channel}")
+            self._posting.add(channel)
+
+    def _release(self, channel: str) -> None:
+        now = clock.now()
+        with self._lock:
+            self._posting.discard(channel)
+            free_at = now + self.interval
+            self._free_at[channel] = max(free_at, self._free_at.get(channel, free_at))
+            if len(self._free_at) > self._PRUNE_AT:
+                self._free_at = {c: at for c, at in self._free_at.items() if at > now}
 
 
 def backoff(attempts: int) -> timedelta:
@@ -95,6 +144,43 @@ def slack_retry_after(exc: SlackApiError) -> timedelta | None:
         return timedelta(seconds=1)
 
 
+@dataclass
+class Outcome:
+    """What became of one claimed row, waiting to be recorded."""
+
+    item: Outbox
+    status: str  # sent | retry | failed | unattempted
+    result: dict[str, Any] | None = None
+    retry_at: datetime | None = None
+    error: str = ""
+    done_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def id(self) -> int:
+        assert self.item.id is not None
+        return self.item.id
+
+
+def record(session: Session, outcomes: list[Outcome]) -> None:
+    """Write outcomes (and the senders' on_sent changes) in the caller's transaction."""
+    by_status: dict[str, list[Outcome]] = {}
+    for done in outcomes:
+        by_status.setdefault(done.status, []).append(done)
+    sent = by_status.get("sent", [])
+    outbox.mark_sent(session, {done.id: done.result or {} for done in sent}, now=clock.now())
+    by_kind: dict[str, list[tuple[Outbox, dict[str, Any]]]] = {}
+    for done in sent:
+        by_kind.setdefault(done.item.kind, []).append((done.item, done.result or {}))
+    for kind, items in by_kind.items():
+        on_sent = _ON_SENT.get(kind)
+        if on_sent is not None:
+            on_sent(session, items)
+    retries = by_status.get("retry", [])
+    outbox.mark_retry(session, [(d.id, d.retry_at or clock.now(), d.error) for d in retries])
+    outbox.mark_failed(session, [(done.id, done.error) for done in by_status.get("failed", [])])
+    outbox.release(session, [done.id for done in by_status.get("unattempted", [])])
+
+
 class Delivery:
     """Runs the senders over due outbox rows, on a small pool of threads."""
 
@@ -107,20 +193,22 @@ class Delivery:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._finished: list[Outcome] = []  # back from the pool, not yet recorded
+        self._finished_lock = threading.Lock()
+        self._in_flight = 0  # claimed by the loop and not yet recorded (loop thread only)
 
-    # -- one pass ------------------------------------------------------------
+    # -- one pass (drain, tests, CLI) ------------------------------------------
     def run_once(self, *, kinds: tuple[str, ...] | None = None) -> int:
-        """Claim and send what is due now; returns how many rows were handled."""
-        now = clock.now()
+        """Claim and send what is due now, record it; returns how many rows were handled."""
         with self.services.db.transaction() as session:
-            items = outbox.claim_due(session, now=now, lease=LEASE, limit=self.batch, kinds=kinds)
+            items = self._claim(session, self.batch, kinds)
         if not items:
             return 0
         if self._pool is None or len(items) == 1:
-            for item in items:
-                self._send(item)
+            outcomes = [self._send(item) for item in items]
         else:
-            list(self._pool.map(self._send, items))
+            outcomes = list(self._pool.map(self._send, items))
+        self._record(outcomes)
         return len(items)
 
     def drain(self, *, timeout: float = 30.0) -> None:
@@ -129,38 +217,40 @@ class Delivery:
         while self.run_once() and clock.now() < deadline:
             pass
 
-    def _send(self, item: Outbox) -> None:
-        assert item.id is not None
+    @staticmethod
+    def _claim(session: Session, limit: int, kinds: tuple[str, ...] | None = None) -> list[Outbox]:
+        return outbox.claim_due(session, now=clock.now(), lease=LEASE, limit=limit, kinds=kinds)
+
+    def _send(self, item: Outbox) -> Outcome:
+        """Run the row's sender; never raises, the outcome says what happened."""
         handler = _SENDERS.get(item.kind)
-        db = self.services.db
         try:
             if handler is None:
                 raise Permanent(f"no sender for outbox kind '{item.kind}'")
             result = handler(self.services, item)
         except Retry as exc:
-            with db.transaction() as session:
-                outbox.mark_retry(session, item.id, at=clock.now() + exc.after, error=str(exc))
-            return
+            return Outcome(item, "retry", retry_at=clock.now() + exc.after, error=str(exc))
         except Permanent as exc:
             logger.error("outbox %s #%s failed for good: %s", item.kind, item.id, exc)
-            with db.transaction() as session:
-                outbox.mark_failed(session, item.id, error=str(exc))
-            return
+            return Outcome(item, "failed", error=str(exc))
         except Exception as exc:  # noqa: BLE001 - any failure is retried, with the traceback logged
             logger.exception("outbox %s #%s attempt %s failed", item.kind, item.id, item.attempts)
-            with db.transaction() as session:
-                if item.attempts >= MAX_ATTEMPTS:
-                    outbox.mark_failed(session, item.id, error=f"{type(exc).__name__}: {exc}")
-                else:
-                    outbox.mark_retry(
-                        session,
-                        item.id,
-                        at=clock.now() + backoff(item.attempts),
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-            return
-        with db.transaction() as session:
-            outbox.mark_sent(session, item.id, now=clock.now(), result=result)
+            error = f"{type(exc).__name__}: {exc}"
+            if item.attempts >= MAX_ATTEMPTS:
+                return Outcome(item, "failed", error=error)
+            retry_at = clock.now() + backoff(item.attempts)
+            return Outcome(item, "retry", retry_at=retry_at, error=error)
+        return Outcome(item, "sent", result=result)
+
+    def _record(self, outcomes: list[Outcome]) -> None:
+        with self.services.db.transaction() as session:
+            self._write(session, outcomes)
+
+    def _write(self, session: Session, outcomes: list[Outcome]) -> None:
+        """The outcomes, and the Slack users the senders looked up on the way."""
+        if outcomes:
+            record(session, outcomes)
+            self.services.directory.save(session)
 
     # -- the background loop --------------------------------------------------
     def wake(self) -> None:
@@ -173,33 +263,110 @@ class Delivery:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the rows in hand, then stop; unsent rows stay in the outbox."""
+        """Finish the sends in progress and record them; rows not started yet go
+        back to the outbox for the next start."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._record_separately(self._take_finished())
+        except Exception:  # noqa: BLE001 - leases expire; the rows are sent after a restart
+            logger.exception("could not record the last outbox outcomes")
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()  # before the pass: a wake() during it is not lost
             try:
-                handled = self.run_once()
+                claimed = self._pass()
             except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
                 logger.exception("outbox pass failed")
-                handled = 0
-            if handled:
-                continue
-            self._wake.wait(timeout=self._idle_wait())
+                claimed = 0
+            if not claimed:
+                self._wake.wait(timeout=self._wait_time())
+
+    def _wait_time(self) -> float:
+        with self._finished_lock:
+            first_done = self._finished[0].done_at if self._finished else None
+        if first_done is not None:  # outcomes waiting to be recorded with more
+            return max(0.0, RECORD_DELAY - (time.monotonic() - first_done))
+        if self._in_flight >= self.batch // 2:
+            return 1.0  # a send coming back wakes the loop
+        return self._idle_wait()
+
+    def _pass(self) -> int:
+        """Record what came back and claim for the free places in flight, in one
+        transaction; returns how many rows were claimed.
+
+        Under load that is one transaction per half batch: rows are claimed once
+        half the places are free, and outcomes are recorded then, or when nothing
+        else is in flight, or RECORD_DELAY after the oldest came back.
+        """
+        outcomes = self._take_finished()
+        in_flight = self._in_flight - len(outcomes)
+        room = self.batch - in_flight
+        limit = room if room >= self.batch // 2 else 0
+        if not limit and not self._record_now(outcomes, in_flight):
+            self._put_back(outcomes)
+            return 0
+        try:
+            with self.services.db.transaction() as session:
+                self._write(session, outcomes)
+                items = self._claim(session, limit) if limit else []
+        except Exception:
+            self._record_separately(outcomes)
+            raise
+        self._in_flight = in_flight + len(items)
+        assert self._pool is not None
+        for item in items:
+            future = self._pool.submit(self._send, item)
+            future.add_done_callback(lambda f, item=item: self._finish(f, item))
+        return len(items)
+
+    def _finish(self, future: Future[Outcome], item: Outbox) -> None:
+        outcome = Outcome(item, "unattempted") if future.cancelled() else future.result()
+        with self._finished_lock:
+            self._finished.append(outcome)
+        self._wake.set()
+
+    def _take_finished(self) -> list[Outcome]:
+        with self._finished_lock:
+            outcomes, self._finished = self._finished, []
+        return outcomes
+
+    def _put_back(self, outcomes: list[Outcome]) -> None:
+        with self._finished_lock:
+            self._finished[:0] = outcomes
+
+    @staticmethod
+    def _record_now(outcomes: list[Outcome], in_flight: int) -> bool:
+        if not outcomes:
+            return False
+        return in_flight == 0 or time.monotonic() - outcomes[0].done_at >= RECORD_DELAY
+
+    def _record_separately(self, outcomes: list[Outcome]) -> None:
+        """One transaction per outcome, so one bad row cannot hold the others back;
+        what still fails stays in hand (and blocks claiming) until the next pass."""
+        kept = []
+        for outcome in outcomes:
+            try:
+                self._record([outcome])
+            except Exception:  # noqa: BLE001
+                logger.exception("recording outbox #%s failed", outcome.id)
+                kept.append(outcome)
+        self._in_flight -= len(outcomes) - len(kept)
+        self._put_back(kept)
 
     def _idle_wait(self) -> float:
         """Sleep until the next row falls due (paced or backed off), at most a second."""
+        now = clock.now()
         try:
             with self.services.db.session() as session:
-                due = outbox.next_due_at(session)
+                due = outbox.next_due_at(session, now=now)
         except Exception:  # noqa: BLE001
             return 1.0
         if due is None:
             return 1.0
-        return min(1.0, max(0.01, (due - clock.now()).total_seconds()))
+        return min(1.0, max(0.01, (due - now).total_seconds()))

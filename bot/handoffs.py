@@ -1,21 +1,31 @@
 """Opening a handoff: the row, its SLA timers, its Slack card, its audit line.
 
 All in the caller's transaction, so a handoff never exists without the message
-that announces it, and never the other way round.
+that announces it, and never the other way round. Written with Core inserts
+(statement first, values as parameters, so SQLAlchemy reuses the compiled
+statement): this runs once per handed-off lead inside intake's transaction,
+which is on the path from a lead arriving to its DM.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from bot.definition import Definition
 from bot.sla import deadline, plan_timers
 from store import audit, outbox
-from store.models import Handoff, SlaTimer
+from store.models import Handoff, HandoffStatus, SlaTimer, TimerStatus
 
 CARD = "handoff_card"
+
+_handoff = Handoff.__table__  # type: ignore[attr-defined]
+_timer = SlaTimer.__table__  # type: ignore[attr-defined]
+_INSERT_HANDOFF = insert(_handoff).returning(_handoff.c.id)
+_INSERT_TIMER = insert(_timer)
 
 
 def open_handoff(
@@ -30,41 +40,55 @@ def open_handoff(
     previous_id: int | None = None,
     owner_user_id: str | None = None,
 ) -> Handoff:
-    handoff = Handoff(
-        lead_id=lead_id,
-        owner_email=owner_email,
-        owner_user_id=owner_user_id,
-        routed_by=routed_by,
-        assigned_at=now,
-        due_at=deadline(definition, now),
-        previous_id=previous_id,
+    values: dict[str, Any] = {
+        "lead_id": lead_id,
+        "owner_email": owner_email,
+        "owner_user_id": owner_user_id,
+        "routed_by": routed_by,
+        "assigned_at": now,
+        "due_at": deadline(definition, now),
+        "status": HandoffStatus.OPEN,
+        "commercial": [],
+        "previous_id": previous_id,
+    }
+    handoff_id: int = session.execute(_INSERT_HANDOFF, values).scalar_one()
+    session.execute(
+        _INSERT_TIMER,
+        [
+            {
+                "handoff_id": handoff_id,
+                "kind": plan.kind,
+                "fraction": plan.fraction,
+                "due_at": plan.due_at,
+                "status": TimerStatus.PENDING,
+                "late": False,
+            }
+            for plan in plan_timers(definition, now)
+        ],
     )
-    session.add(handoff)
-    session.flush()
-    assert handoff.id is not None
-    for plan in plan_timers(definition, now):
-        session.add(
-            SlaTimer(
-                handoff_id=handoff.id, kind=plan.kind, fraction=plan.fraction, due_at=plan.due_at
-            )
-        )
     outbox.enqueue(
         session,
         kind=CARD,
-        payload={"handoff_id": handoff.id},
-        dedupe_key=f"handoff:{handoff.id}:card",
-        handoff_id=handoff.id,
+        payload={"handoff_id": handoff_id},
+        dedupe_key=f"handoff:{handoff_id}:card",
+        handoff_id=handoff_id,
         now=now,
     )
-    audit.record(
+    audit.record_many(
         session,
-        at=now,
-        actor=actor,
-        action="handed_off",
-        lead_id=lead_id,
-        handoff_id=handoff.id,
-        owner=owner_email,
-        why=routed_by,
-        due_at=handoff.due_at.isoformat(),
+        [
+            {
+                "at": now,
+                "actor": actor,
+                "action": "handed_off",
+                "lead_id": lead_id,
+                "handoff_id": handoff_id,
+                "detail": {
+                    "owner": owner_email,
+                    "why": routed_by,
+                    "due_at": values["due_at"].isoformat(),
+                },
+            }
+        ],
     )
-    return handoff
+    return Handoff(id=handoff_id, **values)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
+import select as select_module
+import ssl
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from io import BytesIO
 from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
+from urllib.request import Request
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -15,7 +23,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
 
 from bot import clock
 from store.db import Database
@@ -27,11 +37,87 @@ logger = logging.getLogger(__name__)
 DIRECTORY_TTL = timedelta(hours=12)
 
 
+class KeepAliveWebClient(WebClient):
+    """slack-sdk's WebClient, reusing one HTTP/1.1 connection per thread.
+
+    The stock transport is urllib, which sends `Connection: close` and so pays a TCP
+    (and TLS) handshake on every call. This replaces only the single-request step:
+    request building, retry handlers and error handling stay slack-sdk's. As with
+    urllib, a failure to send is a URLError and a failure to read is raised as is.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        if self.proxy is not None:
+            return super()._perform_urllib_http_request_internal(url, req)
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {name.title(): value for name, value in req.header_items()}
+        connection = self._connection(parts.scheme, parts.netloc)
+        try:
+            try:
+                connection.request(req.get_method(), target, req.data, headers)
+            except OSError as exc:
+                raise URLError(exc) from exc
+            response = connection.getresponse()
+            body = response.read()
+        except BaseException:
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        if not 200 <= response.status < 300:
+            raise HTTPError(url, response.status, response.reason, response.msg, BytesIO(body))
+        charset = response.msg.get_content_charset() or "utf-8"
+        return {"status": response.status, "headers": response.msg, "body": body.decode(charset)}
+
+    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        """This thread's connection to `netloc`, reopened if the server hung up."""
+        connections: _Connections | None = getattr(self._local, "connections", None)
+        if connections is None:
+            connections = self._local.connections = _Connections()
+        key = f"{scheme}://{netloc}"
+        connection = connections.get(key)
+        if connection is not None and _hung_up(connection):
+            connection.close()
+        if connection is None:
+            if scheme == "https":
+                context = self.ssl or ssl.create_default_context()
+                connection = http.client.HTTPSConnection(
+                    netloc, timeout=self.timeout, context=context
+                )
+            else:
+                connection = http.client.HTTPConnection(netloc, timeout=self.timeout)
+            connections[key] = connection
+        return connection
+
+
+class _Connections(dict[str, http.client.HTTPConnection]):
+    """One thread's connections, closed when the thread ends and drops them."""
+
+    def __del__(self) -> None:
+        for connection in self.values():
+            connection.close()
+
+
+def _hung_up(connection: http.client.HTTPConnection) -> bool:
+    """An idle kept-alive socket that is readable has been closed by the server."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    readable, _, _ = select_module.select([sock], [], [], 0)
+    return bool(readable)
+
+
 def make_client(token: str, base_url: str, *, timeout: int = 10) -> WebClient:
-    """A WebClient that retries connection errors, 5xx and 429 (after Retry-After)."""
+    """A WebClient that keeps connections alive and retries connection errors, 5xx
+    and 429 (after Retry-After)."""
     if not base_url.endswith("/"):
         base_url += "/"
-    return WebClient(
+    return KeepAliveWebClient(
         token=token,
         base_url=base_url,
         timeout=timeout,
@@ -51,28 +137,68 @@ class SlackPerson:
     name: str | None
 
 
+@dataclass(frozen=True)
+class _Entry:
+    person: SlackPerson | None  # None: Slack does not know the email
+    fetched_at: datetime
+
+
+_slack_user = SlackUser.__table__  # type: ignore[attr-defined]
+_ALL_ENTRIES = select(
+    _slack_user.c.email,
+    _slack_user.c.user_id,
+    _slack_user.c.tz,
+    _slack_user.c.name,
+    _slack_user.c.found,
+    _slack_user.c.fetched_at,
+)
+
+
+def _upsert(insert_for: Any) -> Any:
+    statement = insert_for(_slack_user)
+    return statement.on_conflict_do_update(
+        index_elements=[_slack_user.c.email],
+        set_={
+            name: statement.excluded[name]
+            for name in ("user_id", "tz", "name", "found", "fetched_at")
+        },
+    )
+
+
+_UPSERT = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
+
+
 class Directory:
     """Resolves emails to Slack users via users.lookupByEmail, cached in the store
-    (including "not in Slack", so an unknown owner costs one call, not one per lead)."""
+    (including "not in Slack", so an unknown owner costs one call, not one per lead).
+
+    The stored entries (one per rep) are read into memory on first use; after that
+    memory is this process's copy, so a message costs no directory read. What
+    by_email learns is written by `save(session)`, which the outbox worker calls
+    in the transaction that records its sends: sender threads never take SQLite's
+    write lock for a cache entry. An entry another process learned later, or one
+    lost in a crash, costs one more users.lookupByEmail, nothing else.
+    """
 
     def __init__(self, db: Database, client: WebClient) -> None:
         self.db = db
         self.client = client
+        self._memo: dict[str, _Entry] | None = None
+        self._unsaved: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
 
     def by_email(self, email: str) -> SlackPerson | None:
         now = clock.now()
-        with self.db.session() as session:
-            cached = session.get(SlackUser, email)
-        if cached is not None and now - cached.fetched_at < DIRECTORY_TTL:
-            return _person(cached)
+        entry = self._entries().get(email)
+        if entry is not None and now - entry.fetched_at < DIRECTORY_TTL:
+            return entry.person
         try:
             user = self.client.users_lookupByEmail(email=email)["user"]
         except SlackApiError as exc:
             if exc.response.get("error") != "users_not_found":
                 raise
-            self._remember(email, None, None, None, now)
-            return None
-        return self._remember(email, user["id"], user.get("tz"), _display_name(user), now)
+            return self._learn(email, None, None, None, now)
+        return self._learn(email, user["id"], user.get("tz"), _display_name(user), now)
 
     def by_user_id(self, user_id: str) -> SlackPerson | None:
         """users.info for a user picked in Slack (reassign): we need their email."""
@@ -85,9 +211,19 @@ class Directory:
         email = (user.get("profile") or {}).get("email")
         if not email:
             return None
-        return self._remember(
+        person = self._learn(
             email.lower(), user["id"], user.get("tz"), _display_name(user), clock.now()
         )
+        with self.db.transaction() as session:  # email_of reads it back from the store
+            self.save(session)
+        return person
+
+    def save(self, session: Session) -> None:
+        """Write the answers learned since the last save, in the caller's transaction."""
+        with self._lock:
+            rows, self._unsaved = list(self._unsaved.values()), {}
+        if rows:
+            session.execute(_UPSERT[session.get_bind().dialect.name], rows)
 
     def email_of(self, user_id: str) -> str | None:
         """The email of a Slack user we have seen, else ask Slack."""
@@ -100,31 +236,40 @@ class Directory:
         person = self.by_user_id(user_id)
         return person.email if person else None
 
-    def _remember(
+    def _entries(self) -> dict[str, _Entry]:
+        if self._memo is None:
+            with self.db.session() as session:
+                rows = session.execute(_ALL_ENTRIES).all()
+            stored = {
+                row.email: _Entry(
+                    SlackPerson(row.email, row.user_id, row.tz, row.name) if row.found else None,
+                    row.fetched_at,
+                )
+                for row in rows
+            }
+            with self._lock:
+                if self._memo is None:
+                    self._memo = stored
+        return self._memo
+
+    def _learn(
         self, email: str, user_id: str | None, tz: str | None, name: str | None, now: datetime
     ) -> SlackPerson | None:
-        row = SlackUser(
-            email=email,
-            user_id=user_id,
-            tz=tz,
-            name=name,
-            found=user_id is not None,
-            fetched_at=now,
-        )
-        try:
-            with self.db.transaction() as session:
-                session.merge(row)
-        except IntegrityError:
-            logger.debug("directory entry for a user was written concurrently")
-        return _person(row)
+        person = SlackPerson(email, user_id, tz, name) if user_id else None
+        entries = self._entries()
+        with self._lock:
+            entries[email] = _Entry(person, now)
+            self._unsaved[email] = {
+                "email": email,
+                "user_id": user_id,
+                "tz": tz,
+                "name": name,
+                "found": user_id is not None,
+                "fetched_at": now,
+            }
+        return person
 
 
 def _display_name(user: dict[str, Any]) -> str | None:
     profile = user.get("profile") or {}
     return profile.get("real_name") or user.get("real_name") or user.get("name")
-
-
-def _person(row: SlackUser) -> SlackPerson | None:
-    if not row.found or not row.user_id:
-        return None
-    return SlackPerson(row.email, row.user_id, row.tz, row.name)

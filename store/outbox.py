@@ -1,4 +1,4 @@
-"""The outbox: durable work for the outside world, claimed row by row.
+"""The outbox: durable work for the outside world, claimed in batches.
 
 A row is written in the same transaction as the change that causes it, so a
 crash can lose neither. Workers claim due rows with a lease by a conditional
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -41,11 +41,16 @@ def _row(
     }
 
 
+_INSERT_UNLESS_QUEUED = {
+    "sqlite": sqlite_insert(_outbox).on_conflict_do_nothing(),
+    "postgresql": pg_insert(_outbox).on_conflict_do_nothing(),
+}
+
+
 def _insert_unless_queued(session: Session) -> Any:
-    """INSERT that skips a row whose dedupe key is already queued."""
-    dialect = session.get_bind().dialect.name
-    insert_for = sqlite_insert if dialect == "sqlite" else pg_insert
-    return insert_for(_outbox).on_conflict_do_nothing()
+    """INSERT that skips a row whose dedupe key is already queued (values go as
+    parameters, so the compiled statement is reused)."""
+    return _INSERT_UNLESS_QUEUED[session.get_bind().dialect.name]
 
 
 def enqueue(
@@ -60,7 +65,7 @@ def enqueue(
 ) -> bool:
     """Add work unless work with the same key exists; True when added."""
     row = _row(kind, payload, dedupe_key, handoff_id, not_before or now, now)
-    return session.execute(_insert_unless_queued(session).values(row)).rowcount == 1
+    return session.execute(_insert_unless_queued(session), row).rowcount == 1
 
 
 def enqueue_many(session: Session, items: list[dict[str, Any]], *, now: datetime) -> None:
@@ -71,6 +76,45 @@ def enqueue_many(session: Session, items: list[dict[str, Any]], *, now: datetime
         session.execute(_insert_unless_queued(session), rows)
 
 
+# The worker's statements are built once, with bind parameters: SQLAlchemy then
+# reuses their compiled form instead of recomputing a cache key on every pass.
+_NOW = bindparam("now", type_=_outbox.c.next_attempt_at.type)
+_NOT_LEASED = or_(_outbox.c.lease_until.is_(None), _outbox.c.lease_until <= _NOW)
+_DUE = and_(
+    _outbox.c.status == OutboxStatus.PENDING, _outbox.c.next_attempt_at <= _NOW, _NOT_LEASED
+)
+_OF_KINDS = _outbox.c.kind.in_(bindparam("kinds", expanding=True))
+
+
+def _claim_statement(dialect: str, with_kinds: bool) -> Any:
+    due = and_(_DUE, _OF_KINDS) if with_kinds else _DUE
+    candidates = (
+        select(_outbox.c.id)
+        .where(due)
+        .order_by(_outbox.c.next_attempt_at, _outbox.c.id)
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    return (
+        update(Outbox)
+        .where(Outbox.id.in_(candidates), due)  # type: ignore[union-attr]
+        .values(
+            lease_until=bindparam("lease_until", type_=_outbox.c.lease_until.type),
+            attempts=Outbox.attempts + 1,
+        )
+        .returning(Outbox)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_CLAIM = {
+    (dialect, with_kinds): _claim_statement(dialect, with_kinds)
+    for dialect in ("sqlite", "postgresql")
+    for with_kinds in (False, True)
+}
+
+
 def claim_due(
     session: Session,
     *,
@@ -79,74 +123,94 @@ def claim_due(
     limit: int,
     kinds: tuple[str, ...] | None = None,
 ) -> list[Outbox]:
-    """Lease up to `limit` due rows to the caller (commit right after)."""
-    due = and_(
-        _outbox.c.status == OutboxStatus.PENDING,
-        _outbox.c.next_attempt_at <= now,
-        or_(_outbox.c.lease_until.is_(None), _outbox.c.lease_until <= now),
-    )
+    """Lease up to `limit` due rows to the caller (commit right after).
+
+    One UPDATE ... WHERE id IN (due ids) RETURNING. The due condition is repeated
+    on the UPDATE, so a row another worker leased in between is not taken twice;
+    on PostgreSQL the inner SELECT skips rows locked by a concurrent claim instead
+    of queueing behind it.
+    """
+    statement = _CLAIM[(session.get_bind().dialect.name, bool(kinds))]
+    params: dict[str, Any] = {"now": now, "lease_until": now + lease, "limit": limit}
     if kinds:
-        due = and_(due, _outbox.c.kind.in_(kinds))
-    candidate_ids = list(
-        session.scalars(
-            select(_outbox.c.id)
-            .where(due)
-            .order_by(_outbox.c.next_attempt_at, _outbox.c.id)
-            .limit(limit)
+        params["kinds"] = list(kinds)
+    claimed = session.scalars(statement, params)
+    return sorted(claimed, key=lambda item: (item.next_attempt_at, item.id))
+
+
+_BY_ID = _outbox.c.id == bindparam("b_id")
+_MARK_SENT = (
+    update(_outbox)
+    .where(_BY_ID)
+    .values(
+        status=OutboxStatus.SENT,
+        sent_at=bindparam("b_now", type_=_outbox.c.sent_at.type),
+        lease_until=None,
+        result=bindparam("b_result", type_=_outbox.c.result.type),
+        last_error=None,
+    )
+)
+_MARK_RETRY = (
+    update(_outbox)
+    .where(_BY_ID)
+    .values(
+        next_attempt_at=bindparam("b_at", type_=_outbox.c.next_attempt_at.type),
+        lease_until=None,
+        last_error=bindparam("b_error"),
+    )
+)
+_MARK_FAILED = (
+    update(_outbox)
+    .where(_BY_ID)
+    .values(status=OutboxStatus.FAILED, lease_until=None, last_error=bindparam("b_error"))
+)
+_RELEASE = update(_outbox).where(_BY_ID).values(lease_until=None, attempts=_outbox.c.attempts - 1)
+_NEXT_DUE = (
+    select(_outbox.c.next_attempt_at)
+    .where(_outbox.c.status == OutboxStatus.PENDING, _NOT_LEASED)
+    .order_by(_outbox.c.next_attempt_at)
+    .limit(1)
+)
+
+
+def mark_sent(session: Session, results: dict[int, dict[str, Any]], *, now: datetime) -> None:
+    """Record rows as sent, with each one's result (id -> result)."""
+    if results:
+        session.execute(
+            _MARK_SENT,
+            [{"b_id": i, "b_now": now, "b_result": result} for i, result in results.items()],
         )
-    )
-    if not candidate_ids:
-        return []
-    claimed = session.execute(
-        update(_outbox)
-        .where(_outbox.c.id.in_(candidate_ids), due)
-        .values(lease_until=now + lease, attempts=_outbox.c.attempts + 1)
-        .returning(_outbox.c.id)
-    )
-    ids = [row[0] for row in claimed]
-    if not ids:
-        return []
-    return list(session.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id)))
 
 
-def mark_sent(session: Session, item_id: int, *, now: datetime, result: dict[str, Any]) -> None:
-    session.execute(
-        update(_outbox)
-        .where(_outbox.c.id == item_id)
-        .values(
-            status=OutboxStatus.SENT, sent_at=now, lease_until=None, result=result, last_error=None
+def mark_retry(session: Session, retries: list[tuple[int, datetime, str]]) -> None:
+    """Give rows back for another attempt at a time: (id, at, why) each."""
+    if retries:
+        session.execute(
+            _MARK_RETRY,
+            [{"b_id": i, "b_at": at, "b_error": error[:2000]} for i, at, error in retries],
         )
-    )
 
 
-def mark_retry(session: Session, item_id: int, *, at: datetime, error: str) -> None:
-    session.execute(
-        update(_outbox)
-        .where(_outbox.c.id == item_id)
-        .values(next_attempt_at=at, lease_until=None, last_error=error[:2000])
-    )
+def mark_failed(session: Session, failures: list[tuple[int, str]]) -> None:
+    """Give up on rows for good: (id, why) each."""
+    if failures:
+        session.execute(
+            _MARK_FAILED, [{"b_id": i, "b_error": error[:2000]} for i, error in failures]
+        )
 
 
-def mark_failed(session: Session, item_id: int, *, error: str) -> None:
-    session.execute(
-        update(_outbox)
-        .where(_outbox.c.id == item_id)
-        .values(status=OutboxStatus.FAILED, lease_until=None, last_error=error[:2000])
-    )
+def release(session: Session, item_ids: list[int]) -> None:
+    """Hand back leased rows that were never attempted (a worker stopping)."""
+    if item_ids:
+        session.execute(_RELEASE, [{"b_id": i} for i in item_ids])
 
 
-def next_due_at(session: Session) -> datetime | None:
-    return session.scalars(
-        select(Outbox.next_attempt_at)
-        .where(Outbox.status == OutboxStatus.PENDING)
-        .order_by(Outbox.next_attempt_at)
-        .limit(1)
-    ).first()
+def next_due_at(session: Session, *, now: datetime) -> datetime | None:
+    """When the earliest pending row not leased right now falls due."""
+    return session.scalars(_NEXT_DUE, {"now": now}).first()
 
 
 def pending_count(session: Session) -> int:
-    from sqlalchemy import func
-
     return (
         session.scalar(
             select(func.count())

@@ -11,10 +11,13 @@ like chat.postMessage's one message a second.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import socket
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,10 +33,12 @@ class Call:
 
     method: str
     args: dict[str, Any]
-    at: float
+    at: float  # time.time() when answered
     status: int
     response: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    at_perf: float = 0.0  # time.perf_counter() when answered, for intervals in this process
+    peer: tuple[str, int] | None = None  # the client's address: one per connection
 
     @property
     def ok(self) -> bool:
@@ -52,6 +57,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 drops connections under load
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Hang up on kept-alive clients, as a stopped server would."""
+        with self.sockets_lock:
+            sockets, self.open_sockets = list(self.open_sockets), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # already gone
+                sock.shutdown(socket.SHUT_RDWR)
+
 
 class FakeSlack:
     """Fake Slack Web API on 127.0.0.1; `url` is the base_url to give WebClient."""
@@ -59,10 +87,14 @@ class FakeSlack:
     def __init__(self, token: str | None = None) -> None:
         self.token = token
         self.users: dict[str, dict[str, Any]] = {}
+        self._user_by_email: dict[str, str] = {}
         self.uploads: dict[str, bytes] = {}
         self.rate_limited = 0
         self.url = ""
         self._calls: list[Call] = []
+        # By method, so that inspecting one method does not rescan every call.
+        self._calls_by_method: defaultdict[str, list[Call]] = defaultdict(list)
+        self._ok_by_method: defaultdict[str, list[Call]] = defaultdict(list)
         self._failures: dict[str, list[_Failure]] = {}
         self._down = False
         self._per_second: float | None = None
@@ -96,7 +128,8 @@ class FakeSlack:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            wbufsize = 1 << 16  # headers and body leave in one write, flushed by finish()
+            protocol_version = "HTTP/1.1"  # keep-alive, as Slack's API servers do
+            wbufsize = 1 << 16  # headers and body leave in one write, flushed per request
             disable_nagle_algorithm = True
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
@@ -118,6 +151,7 @@ class FakeSlack:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.close_connections()
             self._server = None
 
     def __enter__(self) -> FakeSlack:
@@ -139,6 +173,7 @@ class FakeSlack:
         """Make a user findable by users.lookupByEmail and users.info."""
         name = name or email.split("@")[0]
         with self._lock:
+            self._user_by_email[email.lower()] = user_id
             self.users[user_id] = {
                 "id": user_id,
                 "name": name,
@@ -179,6 +214,8 @@ class FakeSlack:
         """Forget recorded calls; users, uploads and failure settings stay."""
         with self._lock:
             self._calls.clear()
+            self._calls_by_method.clear()
+            self._ok_by_method.clear()
 
     # -- inspection -------------------------------------------------------------------------
     @property
@@ -189,28 +226,28 @@ class FakeSlack:
 
     def calls_to(self, method: str) -> list[Call]:
         """Every call of a method in arrival order, failed ones included."""
-        return [call for call in self.calls if call.method == method]
+        with self._lock:
+            return list(self._calls_by_method[method])
 
     def successful(self, method: str) -> list[Call]:
         """Calls of a method answered HTTP 200 with ok true."""
-        return [call for call in self.calls_to(method) if call.ok]
+        with self._lock:
+            return list(self._ok_by_method[method])
 
     def wait_for(self, method: str, *, count: int = 1, timeout: float = 10.0) -> list[Call]:
         """Block until `count` successful calls of `method` were recorded; return them."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while True:
-                done = [c for c in self._calls if c.method == method and c.ok]
-                if len(done) >= count:
-                    return done
+            done = self._ok_by_method[method]
+            while len(done) < count:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    seen = sum(c.method == method for c in self._calls)
                     raise AssertionError(
                         f"expected {count} successful {method} call(s) within {timeout}s, "
-                        f"got {len(done)} ({seen} in all)"
+                        f"got {len(done)} ({len(self._calls_by_method[method])} in all)"
                     )
                 self._lock.wait(left)
+            return list(done)
 
     # -- serving ----------------------------------------------------------------------------
     def _handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
@@ -233,8 +270,21 @@ class FakeSlack:
                     status, response, extra = self._answer(method, args, headers)
                 except Exception as exc:  # a bug here should fail the test, not hang it
                     status, response, extra = 500, {"ok": False, "error": repr(exc)}, {}
+        call = Call(
+            method,
+            args,
+            time.time(),
+            status,
+            response,
+            headers,
+            at_perf=time.perf_counter(),
+            peer=request.client_address,
+        )
         with self._lock:
-            self._calls.append(Call(method, args, time.time(), status, response, headers))
+            self._calls.append(call)
+            self._calls_by_method[method].append(call)
+            if call.ok:
+                self._ok_by_method[method].append(call)
             self._lock.notify_all()
         self._reply(request, status, json.dumps(response).encode(), "application/json", extra)
 
@@ -326,11 +376,10 @@ class FakeSlack:
         }
 
     def _users_lookup_by_email(self, args: dict[str, Any]) -> dict[str, Any]:
-        email = str(args.get("email", "")).lower()
-        for user in self.users.values():
-            if user["profile"]["email"].lower() == email:
-                return {"ok": True, "user": user}
-        return {"ok": False, "error": "users_not_found"}
+        user_id = self._user_by_email.get(str(args.get("email", "")).lower())
+        if user_id is None:
+            return {"ok": False, "error": "users_not_found"}
+        return {"ok": True, "user": self.users[user_id]}
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = self.users.get(str(args.get("user")))

@@ -1,0 +1,164 @@
+"""The outbox worker running in the background against the fake Slack: pacing
+from Slack's answer, batched claims and records, stop and restart, two workers
+on one SQLite file, the kept-alive Slack client and the directory cache."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from itertools import pairwise
+
+import pytest
+from freezegun import freeze_time
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import func, select
+
+from bot import clock
+from bot.delivery import ChannelPacer, Retry, slack_retry_after
+from bot.slack import KeepAliveWebClient, make_client
+from store.models import Handoff, Outbox, OutboxStatus, SlackUser
+from tests.conftest import BOT_TOKEN, lead, run_together
+
+POST = "chat.postMessage"
+
+
+def owners(fake_slack, n: int, prefix: str = "owner") -> list[str]:
+    """n reps Slack knows, each with a DM of their own (so pacing does not apply)."""
+    emails = [f"{prefix}{i}@example.com" for i in range(n)]
+    for i, email in enumerate(emails):
+        fake_slack.add_user(f"U{prefix.upper()}{i}", email)
+    return emails
+
+
+def outbox_statuses(db) -> list[str]:
+    with db.session() as session:
+        return list(session.scalars(select(Outbox.status)))
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_posts_to_one_rep_are_paced_from_slacks_answer(app_factory, db, fake_slack) -> None:
+    fake_slack.rate_limit_per_channel(per_second=1.0, retry_after=1)
+    app = app_factory(db, background=True)
+    app.post_leads([lead(f"crm-{i}", owner="rep1@example.com") for i in range(3)])
+    posts = fake_slack.wait_for(POST, count=3, timeout=10)
+    assert fake_slack.rate_limited == 0
+    assert [post.args["channel"] for post in posts] == ["U0REP1"] * 3
+    gaps = [later.at_perf - earlier.at_perf for earlier, later in pairwise(posts)]
+    assert all(gap >= 1.0 for gap in gaps)
+    assert all(gap < 1.5 for gap in gaps)  # and not much later than the pace allows
+
+
+def test_many_leads_each_dm_once_and_recorded_with_the_handoff(app_factory, db, fake_slack) -> None:
+    emails = owners(fake_slack, 60)
+    app = app_factory(db, background=True)
+    app.post_leads([lead(f"crm-{i}", owner=email) for i, email in enumerate(emails)])
+    posts = fake_slack.wait_for(POST, count=60)
+    wait_until(lambda: outbox_statuses(db) == [OutboxStatus.SENT] * 60)
+    assert sorted(post.args["channel"] for post in posts) == sorted(f"UOWNER{i}" for i in range(60))
+    with db.session() as session:
+        handoffs = session.scalars(select(Handoff)).all()
+        assert {(h.channel, h.ts) for h in handoffs} == {
+            (post.response["channel"], post.response["ts"]) for post in posts
+        }
+        assert all(h.owner_user_id for h in handoffs)
+        # The directory entries the senders learned were saved with the outcomes.
+        assert session.scalar(select(func.count()).select_from(SlackUser)) == 60
+    assert len(fake_slack.calls_to(POST)) == 60
+
+
+def test_stop_mid_batch_then_restart_sends_each_exactly_once(app_factory, db, fake_slack) -> None:
+    emails = owners(fake_slack, 100)
+    first = app_factory(db, background=True)
+    first.post_leads([lead(f"crm-{i}", owner=email) for i, email in enumerate(emails)])
+    first.server.stop()  # some sent, some in flight, most not started
+    sent_before = len(fake_slack.successful(POST))
+    with db.session() as session:
+        rows = session.scalars(select(Outbox)).all()
+    # Everything Slack answered was recorded; nothing is left leased.
+    assert sum(row.status == OutboxStatus.SENT for row in rows) == sent_before
+    assert all(row.lease_until is None for row in rows)
+    assert all(row.attempts == 0 for row in rows if row.status == OutboxStatus.PENDING)
+    second = app_factory(db)
+    second.drain()
+    channels = [post.args["channel"] for post in fake_slack.successful(POST)]
+    assert sorted(channels) == sorted(f"UOWNER{i}" for i in range(100))
+    assert outbox_statuses(db) == [OutboxStatus.SENT] * 100
+
+
+def test_two_workers_on_one_sqlite_file_send_each_once(app_factory, db, fake_slack) -> None:
+    emails = owners(fake_slack, 40)
+    first, second = app_factory(db), app_factory(db)
+    first.post_leads([lead(f"crm-{i}", owner=email) for i, email in enumerate(emails)])
+    run_together(first.drain, second.drain)
+    assert len(fake_slack.calls_to(POST)) == 40
+    assert len({post.args["channel"] for post in fake_slack.calls_to(POST)}) == 40
+    assert outbox_statuses(db) == [OutboxStatus.SENT] * 40
+
+
+def test_an_owner_is_looked_up_once_and_remembered_across_restarts(
+    app_factory, db, fake_slack
+) -> None:
+    first = app_factory(db)
+    first.post_leads([lead("crm-1", owner="rep2@example.com")])
+    first.drain()
+    first.post_leads([lead("crm-2", owner="rep2@example.com")])
+    with freeze_time(clock.now() + timedelta(seconds=2)):  # past rep2's pace
+        first.drain()
+    first.server.stop()
+    second = app_factory(db)
+    second.post_leads([lead("crm-3", owner="rep2@example.com")])
+    second.drain()
+    assert len(fake_slack.successful(POST)) == 3
+    assert len(fake_slack.calls_to("users.lookupByEmail")) == 1
+
+
+def test_the_client_keeps_its_connection_and_reconnects_when_slack_hangs_up(fake_slack) -> None:
+    client = make_client(BOT_TOKEN, fake_slack.url)
+    for _ in range(3):
+        client.chat_postMessage(channel="C1", text="hi")
+    assert len({call.peer for call in fake_slack.calls_to(POST)}) == 1
+    fake_slack._server.close_connections()  # as a server closing idle connections does
+    time.sleep(0.05)
+    assert client.chat_postMessage(channel="C1", text="again")["ok"]
+    assert len({call.peer for call in fake_slack.calls_to(POST)}) == 2
+
+
+def test_the_client_reports_http_errors_as_slack_sdk_does(fake_slack) -> None:
+    client = KeepAliveWebClient(token=BOT_TOKEN, base_url=fake_slack.url, retry_handlers=[])
+    fake_slack.fail_next(POST, status=429, retry_after=7)
+    with pytest.raises(SlackApiError) as err:
+        client.chat_postMessage(channel="C1", text="x")
+    assert err.value.response.status_code == 429
+    assert slack_retry_after(err.value) == timedelta(seconds=7)
+    fake_slack.set_outage(True)
+    with pytest.raises(SlackApiError) as err:
+        client.auth_test()
+    assert err.value.response.status_code == 503
+    assert err.value.response["error"] == "service_unavailable"
+    fake_slack.set_outage(False)
+    with pytest.raises(SlackApiError) as err:
+        client.users_lookupByEmail(email="nobody@example.com")
+    assert err.value.response["error"] == "users_not_found"
+    assert client.auth_test()["user_id"] == "UBOT"
+
+
+def test_pacer_holds_a_channel_while_posting_and_for_the_interval_after() -> None:
+    pacer = ChannelPacer(timedelta(seconds=1))
+    with pacer.slot("U1"):
+        with pytest.raises(Retry), pacer.slot("U1"):
+            pass
+        with pacer.slot("U2"):  # other channels are not held
+            pass
+    with pytest.raises(Retry) as retry, pacer.slot("U1"):
+        pass
+    assert timedelta(seconds=0.5) < retry.value.after <= timedelta(seconds=1)
+    pacer.back_off("U2", clock.now() + timedelta(seconds=30))  # Slack said 429
+    with pytest.raises(Retry) as retry, pacer.slot("U2"):
+        pass
+    assert retry.value.after > timedelta(seconds=29)
