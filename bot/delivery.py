@@ -11,13 +11,13 @@ transaction that marks the rows sent.
 
 Rows are leased to one worker by a conditional UPDATE, so several processes
 can share a database. The background loop keeps up to `batch` rows in flight
-on a pool of sender threads, claims more in one transaction when half have
-come back, and records every outcome that came back in one transaction. It
-records before it claims again, and does not claim while an outcome is
-unrecorded, so a row sent by this process is never claimed by it again. A crash
-leaves the lease to expire and the row is sent on the next pass (so a crash
-between Slack's answer and that commit can repeat one message: Slack has no
-idempotency key for chat.postMessage).
+on a pool of sender threads; it claims more and records what came back in one
+transaction, once half have come back. While a send lasts its lease is renewed,
+and an outcome not recorded yet (the database down) holds up further claims, so
+no worker, this one included, takes a row that is being sent. A crash leaves
+the lease to expire and the row is sent on the next pass (so a crash between
+Slack's answer and that commit can repeat one message: Slack has no idempotency
+key for chat.postMessage).
 """
 
 from __future__ import annotations
@@ -189,13 +189,16 @@ class Delivery:
         self.pacer = ChannelPacer()
         self.batch = batch
         self.threads = threads
+        self.lease = LEASE
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._finished: list[Outcome] = []  # back from the pool, not yet recorded
         self._finished_lock = threading.Lock()
-        self._in_flight = 0  # claimed by the loop and not yet recorded (loop thread only)
+        # Rows the loop claimed and has not recorded yet -> when their lease was last
+        # taken (time.monotonic()); read and written by the loop thread only.
+        self._held: dict[int, float] = {}
 
     # -- one pass (drain, tests, CLI) ------------------------------------------
     def run_once(self, *, kinds: tuple[str, ...] | None = None) -> int:
@@ -217,9 +220,11 @@ class Delivery:
         while self.run_once() and clock.now() < deadline:
             pass
 
-    @staticmethod
-    def _claim(session: Session, limit: int, kinds: tuple[str, ...] | None = None) -> list[Outbox]:
-        return outbox.claim_due(session, now=clock.now(), lease=LEASE, limit=limit, kinds=kinds)
+    def _claim(
+        self, session: Session, limit: int, kinds: tuple[str, ...] | None = None
+    ) -> list[Outbox]:
+        now = clock.now()
+        return outbox.claim_due(session, now=now, lease=self.lease, limit=limit, kinds=kinds)
 
     def _send(self, item: Outbox) -> Outcome:
         """Run the row's sender; never raises, the outcome says what happened."""
@@ -282,8 +287,9 @@ class Delivery:
             try:
                 claimed = self._pass()
             except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
-                logger.exception("outbox pass failed")
-                claimed = 0
+                logger.exception("outbox pass failed; trying again in a second")
+                self._stop.wait(1.0)
+                continue
             if not claimed:
                 self._wake.wait(timeout=self._wait_time())
 
@@ -292,9 +298,9 @@ class Delivery:
             first_done = self._finished[0].done_at if self._finished else None
         if first_done is not None:  # outcomes waiting to be recorded with more
             return max(0.0, RECORD_DELAY - (time.monotonic() - first_done))
-        if self._in_flight >= self.batch // 2:
-            return 1.0  # a send coming back wakes the loop
-        return self._idle_wait()
+        # With half the batch out, a send coming back wakes the loop.
+        wait = 1.0 if len(self._held) >= self.batch // 2 else self._idle_wait()
+        return max(0.0, min(wait, self._next_renewal_in()))
 
     def _pass(self) -> int:
         """Record what came back and claim for the free places in flight, in one
@@ -302,28 +308,50 @@ class Delivery:
 
         Under load that is one transaction per half batch: rows are claimed once
         half the places are free, and outcomes are recorded then, or when nothing
-        else is in flight, or RECORD_DELAY after the oldest came back.
+        else is in flight, or RECORD_DELAY after the oldest came back. The same
+        transaction renews the lease of a send still going after half a lease (a
+        Retry-After slept in the client, a slow network), so no worker takes it.
         """
         outcomes = self._take_finished()
-        in_flight = self._in_flight - len(outcomes)
+        in_flight = len(self._held) - len(outcomes)
         room = self.batch - in_flight
         limit = room if room >= self.batch // 2 else 0
-        if not limit and not self._record_now(outcomes, in_flight):
+        sending = self._held.keys() - {outcome.id for outcome in outcomes}
+        renew = self._leases_to_renew(sending)
+        if not (limit or renew or self._record_now(outcomes, in_flight)):
             self._put_back(outcomes)
             return 0
         try:
             with self.services.db.transaction() as session:
                 self._write(session, outcomes)
-                items = self._claim(session, limit) if limit else []
+                outbox.renew_leases(session, renew, until=clock.now() + self.lease)
+                items = [
+                    item
+                    for item in (self._claim(session, limit) if limit else [])
+                    if item.id not in sending  # its lease ran out, but its outcome will come
+                ]
         except Exception:
             self._record_separately(outcomes)
             raise
-        self._in_flight = in_flight + len(items)
+        taken = time.monotonic()
+        for outcome in outcomes:
+            self._held.pop(outcome.id, None)
+        self._held.update({item_id: taken for item_id in renew})
         assert self._pool is not None
         for item in items:
+            self._held[item.id] = taken  # type: ignore[index]
             future = self._pool.submit(self._send, item)
             future.add_done_callback(lambda f, item=item: self._finish(f, item))
         return len(items)
+
+    def _leases_to_renew(self, sending: set[int]) -> list[int]:
+        due = time.monotonic() - self.lease.total_seconds() / 2
+        return [i for i in sending if self._held[i] < due]
+
+    def _next_renewal_in(self) -> float:
+        if not self._held:
+            return 1.0
+        return min(self._held.values()) + self.lease.total_seconds() / 2 - time.monotonic()
 
     def _finish(self, future: Future[Outcome], item: Outbox) -> None:
         outcome = Outcome(item, "unattempted") if future.cancelled() else future.result()
@@ -356,7 +384,8 @@ class Delivery:
             except Exception:  # noqa: BLE001
                 logger.exception("recording outbox #%s failed", outcome.id)
                 kept.append(outcome)
-        self._in_flight -= len(outcomes) - len(kept)
+            else:
+                self._held.pop(outcome.id, None)
         self._put_back(kept)
 
     def _idle_wait(self) -> float:

@@ -165,6 +165,14 @@ _MARK_FAILED = (
     .values(status=OutboxStatus.FAILED, lease_until=None, last_error=bindparam("b_error"))
 )
 _RELEASE = update(_outbox).where(_BY_ID).values(lease_until=None, attempts=_outbox.c.attempts - 1)
+_RENEW = (
+    update(_outbox)
+    .where(
+        _outbox.c.id.in_(bindparam("ids", expanding=True)),
+        _outbox.c.status == OutboxStatus.PENDING,
+    )
+    .values(lease_until=bindparam("until", type_=_outbox.c.lease_until.type))
+)
 _NEXT_DUE = (
     select(_outbox.c.next_attempt_at)
     .where(_outbox.c.status == OutboxStatus.PENDING, _NOT_LEASED)
@@ -203,6 +211,12 @@ def release(session: Session, item_ids: list[int]) -> None:
     """Hand back leased rows that were never attempted (a worker stopping)."""
     if item_ids:
         session.execute(_RELEASE, [{"b_id": i} for i in item_ids])
+
+
+def renew_leases(session: Session, item_ids: list[int], *, until: datetime) -> None:
+    """Extend the lease on rows the caller is still working on."""
+    if item_ids:
+        session.execute(_RENEW, {"ids": item_ids, "until": until})
 
 
 def next_due_at(session: Session, *, now: datetime) -> datetime | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from freezegun import freeze_time
@@ -14,8 +15,9 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
 from bot import clock
-from bot.delivery import ChannelPacer, Retry, slack_retry_after
+from bot.delivery import ChannelPacer, Retry, sender, slack_retry_after
 from bot.slack import KeepAliveWebClient, make_client
+from store import outbox
 from store.models import Handoff, Outbox, OutboxStatus, SlackUser
 from tests.conftest import BOT_TOKEN, lead, run_together
 
@@ -72,6 +74,32 @@ def test_many_leads_each_dm_once_and_recorded_with_the_handoff(app_factory, db, 
     assert len(fake_slack.calls_to(POST)) == 60
 
 
+_tries: dict[int, int] = {}
+
+
+@sender("test_not_yet")
+def _not_yet_then_done(services, item) -> dict[str, Any]:
+    """Retry at once the first time, succeed the second."""
+    _tries[item.id] = _tries.get(item.id, 0) + 1
+    if _tries[item.id] == 1:
+        raise Retry(timedelta(0), "not yet")
+    return {"tries": _tries[item.id]}
+
+
+def test_a_row_due_again_at_once_is_sent_at_once(app_factory, db) -> None:
+    """Its retry is recorded in the same transaction that claims again: it must be
+    claimed and sent, not left leased."""
+    app = app_factory(db, background=True)
+    with db.transaction() as session:
+        outbox.enqueue(
+            session, kind="test_not_yet", payload={}, dedupe_key="not-yet", now=clock.now()
+        )
+    app.services.delivery.wake()
+    wait_until(lambda: outbox_statuses(db) == [OutboxStatus.SENT], timeout=5)
+    with db.session() as session:
+        assert session.scalars(select(Outbox.result)).one() == {"tries": 2}
+
+
 def test_stop_mid_batch_then_restart_sends_each_exactly_once(app_factory, db, fake_slack) -> None:
     emails = owners(fake_slack, 100)
     first = app_factory(db, background=True)
@@ -99,6 +127,33 @@ def test_two_workers_on_one_sqlite_file_send_each_once(app_factory, db, fake_sla
     assert len(fake_slack.calls_to(POST)) == 40
     assert len({post.args["channel"] for post in fake_slack.calls_to(POST)}) == 40
     assert outbox_statuses(db) == [OutboxStatus.SENT] * 40
+
+
+def test_a_send_outlasting_its_lease_keeps_it_and_is_not_sent_twice(
+    app_factory, db, fake_slack
+) -> None:
+    """Slack answers 429 twice; the client sleeps Retry-After (1-2 s) each time, past
+    the 2 s lease. The worker renews the lease while it sends, so a second worker
+    polling the same database never takes the row."""
+    fake_slack.fail_next(POST, status=429, retry_after=1, times=2)
+    sender = app_factory(db, background=True)
+    sender.services.delivery.lease = timedelta(seconds=2)
+    other = app_factory(db)
+    sender.post_leads(lead("crm-1"))
+    seen = set()
+    deadline = time.monotonic() + 10
+    while not fake_slack.successful(POST) and time.monotonic() < deadline:
+        other.drain()
+        with db.session() as session:
+            row = session.scalars(select(Outbox)).one()
+        seen.add((row.attempts, row.lease_until))
+        time.sleep(0.02)
+    wait_until(lambda: outbox_statuses(db) == [OutboxStatus.SENT])
+    other.drain()
+    assert len(fake_slack.successful(POST)) == 1
+    assert [call.status for call in fake_slack.calls_to(POST)] == [429, 429, 200]
+    assert {attempts for attempts, _ in seen} == {1}  # claimed once
+    assert len({lease for _, lease in seen if lease}) >= 2  # and the lease was renewed
 
 
 def test_an_owner_is_looked_up_once_and_remembered_across_restarts(

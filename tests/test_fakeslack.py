@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from slack_sdk import WebClient
@@ -151,3 +152,29 @@ def test_request_shapes():
     assert parse_qs(slash_command(user_id="U1", text="help"))["text"] == ["help"]
     event = json.loads(event_callback({"type": "app_home_opened", "user": "U1"}))
     assert event["type"] == "event_callback" and event["event"]["user"] == "U1"
+
+
+def test_connections_are_kept_alive_until_the_fake_stops():
+    fake = FakeSlack().start()
+    connection = http.client.HTTPConnection(urlsplit(fake.url).netloc, timeout=5)
+    for _ in range(2):
+        connection.request("POST", "/api/auth.test", b"", {"Content-Length": "0"})
+        response = connection.getresponse()
+        assert json.loads(response.read())["ok"] and not response.will_close
+    assert len({call.peer for call in fake.calls}) == 1
+    fake.stop()
+    assert connection.sock.recv(1) == b""  # hung up, as a stopped server would
+    connection.close()
+
+
+def test_calls_are_looked_up_by_method(fake, client):
+    client.chat_postMessage(channel="C1", text="1")
+    fake.fail_next("chat.postMessage", status=500)
+    with pytest.raises(SlackApiError):
+        client.chat_postMessage(channel="C1", text="2")
+    client.auth_test()
+    assert [c.status for c in fake.calls_to("chat.postMessage")] == [200, 500]
+    assert [c.args["text"] for c in fake.successful("chat.postMessage")] == ["1"]
+    assert [c.method for c in fake.calls] == ["chat.postMessage", "chat.postMessage", "auth.test"]
+    fake.reset()
+    assert fake.calls_to("chat.postMessage") == [] and fake.successful("auth.test") == []
