@@ -40,10 +40,15 @@ from sqlalchemy import func, select  # noqa: E402
 
 from benchmarks.harness import Request, Sample, send_requests, serve_app  # noqa: E402
 from bot.blocks.card import ACCEPT, COMMERCIAL  # noqa: E402
-from bot.signing import intake_signature  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.models import Audit, Handoff, HandoffStatus, Lead  # noqa: E402
-from tests.conftest import DATA, INTAKE_SECRET, SIGNING_SECRET, lead, make_settings  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    DATA,
+    SIGNING_SECRET,
+    intake_headers,
+    lead,
+    make_settings,
+)
 from tests.fakeslack import FakeSlack  # noqa: E402
 from tests.slackreq import block_actions  # noqa: E402
 
@@ -146,15 +151,8 @@ class Bench:
                 for i in range(start, min(count, start + 500))
             ]
             body = httpx.Request("POST", "/", json=batch).content
-            ts = str(int(time.time()))
             self.intake.post(
-                "/leads",
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Handoff-Timestamp": ts,
-                    "X-Handoff-Signature": intake_signature(INTAKE_SECRET, ts, body),
-                },
+                "/leads", content=body, headers=intake_headers(body)
             ).raise_for_status()
 
         def cards() -> dict[int, Card]:

@@ -40,13 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.definition import load_definition  # noqa: E402
-from bot.signing import intake_signature  # noqa: E402
 from bot.slack import make_client  # noqa: E402
 from store.db import Database  # noqa: E402
 from tests.conftest import (  # noqa: E402
     BOT_TOKEN,
     DATA,
-    INTAKE_SECRET,
+    intake_headers,
     lead,
     make_settings,
     start_app,
@@ -98,17 +97,7 @@ class App:
 
     def post_leads(self, payload: object) -> None:
         body = json.dumps(payload).encode()
-        timestamp = str(int(time.time()))
-        self.connection.request(
-            "POST",
-            "/leads",
-            body,
-            {
-                "Content-Type": "application/json",
-                "X-Handoff-Timestamp": timestamp,
-                "X-Handoff-Signature": intake_signature(INTAKE_SECRET, timestamp, body),
-            },
-        )
+        self.connection.request("POST", "/leads", body, intake_headers(body))
         response = self.connection.getresponse()
         response.read()
         assert response.status == 202, response.status

@@ -115,6 +115,18 @@ def make_settings(fake_slack: FakeSlack, db_url: str, **overrides: Any) -> Setti
     return Settings(**values)
 
 
+def intake_headers(
+    body: bytes, *, secret: str = INTAKE_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
+    """The headers of a signed `POST /leads` (DESIGN.md), stamped now unless told."""
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    return {
+        "Content-Type": "application/json",
+        "X-Handoff-Timestamp": ts,
+        "X-Handoff-Signature": intake_signature(secret, ts, body),
+    }
+
+
 class RunningApp:
     """The real app on a loopback port, and signed clients for its two inbound doors."""
 
@@ -128,15 +140,8 @@ class RunningApp:
         self, payload: Any, *, secret: str = INTAKE_SECRET, timestamp: int | None = None
     ) -> httpx.Response:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        ts = str(timestamp if timestamp is not None else int(time.time()))
         return self.http.post(
-            "/leads",
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                "X-Handoff-Timestamp": ts,
-                "X-Handoff-Signature": intake_signature(secret, ts, body),
-            },
+            "/leads", content=body, headers=intake_headers(body, secret=secret, timestamp=timestamp)
         )
 
     def slack(
