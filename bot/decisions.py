@@ -239,7 +239,7 @@ def reassign(
         if won:
             old = _reload(session, handoff.id)
             close_clock(session, services.definition, old, at=now)
-            successor = open_handoff(
+            successor_id = open_handoff(
                 session,
                 definition=services.definition,
                 lead_id=old.lead_id,
@@ -259,9 +259,10 @@ def reassign(
                 handoff_id=old.id,
                 from_owner=old.owner_email,
                 to_owner=person.email,
-                new_handoff_id=successor.id,
+                new_handoff_id=successor_id,
             )
             _enqueue_card_update(session, old, now)
+            successor = _reload(session, successor_id)
     if not won:
         raise _refuse_lost_race(services, handoff.id)
     services.delivery.wake()

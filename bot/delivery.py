@@ -14,7 +14,10 @@ can share a database. The background loop keeps up to `batch` rows in flight
 on a pool of sender threads; it claims more and records what came back in one
 transaction, once half have come back. While a send lasts its lease is renewed,
 and an outcome not recorded yet (the database down) holds up further claims, so
-no worker, this one included, takes a row that is being sent. A crash leaves
+no worker, this one included, takes a row that is being sent. A transaction
+that queues a new handoff's card can lease it to the worker itself (`claim_now`)
+and start it the moment it commits (`send_now`): the DM does not wait for the
+loop to wake and claim it in a transaction of its own. A crash leaves
 the lease to expire and the row is sent on the next pass (so a crash between
 Slack's answer and that commit can repeat one message: Slack has no idempotency
 key for chat.postMessage).
@@ -194,8 +197,11 @@ class Delivery:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._finished: list[Outcome] = []  # back from the pool, not yet recorded
-        self._finished_lock = threading.Lock()
+        # The only state other threads touch, under _lock: outcomes back from the pool
+        # and not recorded yet, and rows send_now started that the loop has not seen.
+        self._lock = threading.Lock()
+        self._finished: list[Outcome] = []
+        self._started: list[int] = []
         # Rows the loop claimed and has not recorded yet -> when their lease was last
         # taken (time.monotonic()); read and written by the loop thread only.
         self._held: dict[int, float] = {}
@@ -257,6 +263,37 @@ class Delivery:
             record(session, outcomes)
             self.services.directory.save(session)
 
+    # -- sending as soon as a transaction commits ------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
+    def claim_now(self, session: Session, *, kind: str, handoff_ids: list[int]) -> list[Outbox]:
+        """Lease these handoffs' new `kind` rows to this worker in the caller's
+        transaction, for `send_now` once it commits: a lead's card then starts on its
+        way without waiting for the loop to wake and claim it. At most `batch` rows;
+        none when the worker is not running (the loop claims the rest as usual)."""
+        if not self.running:
+            return []
+        return outbox.claim_for_handoffs(
+            session, handoff_ids[: self.batch], kind=kind, now=clock.now(), lease=self.lease
+        )
+
+    def send_now(self, items: list[Outbox]) -> None:
+        """Start rows leased to this worker, once their transaction has committed.
+        A worker that is not running (or has stopped meanwhile) hands them back."""
+        if not items:
+            return
+        with self._lock:
+            accepting = self._pool is not None and not self._stop.is_set()
+            if accepting:
+                for item in items:
+                    future = self._pool.submit(self._send, item)  # type: ignore[union-attr]
+                    future.add_done_callback(lambda f, item=item: self._finish(f, item))
+                    self._started.append(item.id)  # type: ignore[arg-type]
+        if not accepting:
+            self._record([Outcome(item, "unattempted") for item in items])
+
     # -- the background loop --------------------------------------------------
     def wake(self) -> None:
         """Called after a commit that queued work, so it goes out at once."""
@@ -270,7 +307,8 @@ class Delivery:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the sends in progress and record them; rows not started yet go
         back to the outbox for the next start."""
-        self._stop.set()
+        with self._lock:  # send_now submits nothing once this is set
+            self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -294,7 +332,7 @@ class Delivery:
                 self._wake.wait(timeout=self._wait_time())
 
     def _wait_time(self) -> float:
-        with self._finished_lock:
+        with self._lock:
             first_done = self._finished[0].done_at if self._finished else None
         if first_done is not None:  # outcomes waiting to be recorded with more
             return max(0.0, RECORD_DELAY - (time.monotonic() - first_done))
@@ -312,7 +350,7 @@ class Delivery:
         transaction renews the lease of a send still going after half a lease (a
         Retry-After slept in the client, a slow network), so no worker takes it.
         """
-        outcomes = self._take_finished()
+        outcomes = self._take_finished(merge_started=True)
         in_flight = len(self._held) - len(outcomes)
         room = self.batch - in_flight
         limit = room if room >= self.batch // 2 else 0
@@ -355,17 +393,23 @@ class Delivery:
 
     def _finish(self, future: Future[Outcome], item: Outbox) -> None:
         outcome = Outcome(item, "unattempted") if future.cancelled() else future.result()
-        with self._finished_lock:
+        with self._lock:
             self._finished.append(outcome)
         self._wake.set()
 
-    def _take_finished(self) -> list[Outcome]:
-        with self._finished_lock:
+    def _take_finished(self, *, merge_started: bool = False) -> list[Outcome]:
+        """The outcomes back so far; with merge_started, also hold what send_now
+        started (in the same step, so no outcome comes back for a row not held)."""
+        with self._lock:
             outcomes, self._finished = self._finished, []
+            if merge_started:
+                taken = time.monotonic()
+                self._held.update((item_id, taken) for item_id in self._started)
+                self._started = []
         return outcomes
 
     def _put_back(self, outcomes: list[Outcome]) -> None:
-        with self._finished_lock:
+        with self._lock:
             self._finished[:0] = outcomes
 
     @staticmethod

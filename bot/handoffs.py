@@ -39,7 +39,8 @@ def open_handoff(
     actor: str = "handoff",
     previous_id: int | None = None,
     owner_user_id: str | None = None,
-) -> Handoff:
+) -> int:
+    """Open the handoff; returns its id."""
     values: dict[str, Any] = {
         "lead_id": lead_id,
         "owner_email": owner_email,
@@ -51,8 +52,9 @@ def open_handoff(
         "commercial": [],
         "previous_id": previous_id,
     }
-    handoff_id: int = session.execute(_INSERT_HANDOFF, values).scalar_one()
-    session.execute(
+    connection = session.connection()  # Core statements: no ORM layer needed
+    handoff_id: int = connection.execute(_INSERT_HANDOFF, values).scalar_one()
+    connection.execute(
         _INSERT_TIMER,
         [
             {
@@ -91,4 +93,4 @@ def open_handoff(
             }
         ],
     )
-    return Handoff(id=handoff_id, **values)
+    return handoff_id

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.definition import Definition
-from bot.handoffs import open_handoff
+from bot.handoffs import CARD, open_handoff
 from bot.judge import Verdict, judge
 from bot.leads import LeadIn
 from bot.routing import route
@@ -26,6 +26,9 @@ from store import leads as lead_store
 from store import routing as routing_store
 from store.db import Database
 from store.models import LeadStatus
+
+if TYPE_CHECKING:
+    from bot.delivery import Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +116,22 @@ def _unique_batches(leads: Iterable[LeadIn], size: int) -> Iterator[list[LeadIn]
 
 
 class Intake:
-    def __init__(self, db: Database, definition: Definition, *, actor: str = "intake") -> None:
+    """Stores, judges and hands off leads. Given a running `delivery`, the cards of
+    a batch's handoffs are leased to it in the batch's transaction and sent right
+    after the commit; without one (import, demo) they wait in the outbox."""
+
+    def __init__(
+        self,
+        db: Database,
+        definition: Definition,
+        *,
+        actor: str = "intake",
+        delivery: Delivery | None = None,
+    ) -> None:
         self.db = db
         self.definition = definition
         self.actor = actor
+        self.delivery = delivery
         self._rule_keys = [rule.key for rule in definition.handoff.routing]
 
     def ingest(
@@ -149,19 +164,29 @@ class Intake:
         for attempt in range(1, _RETRIES + 1):
             try:
                 with self.db.transaction() as session:
-                    outcomes = self._write_batch(session, batch, now=now)
+                    outcomes, handoff_ids = self._write_batch(session, batch, now=now)
                     if dry_run:
                         session.rollback()
-                    return outcomes
+                        return outcomes
+                    cards = self._claim_cards(session, handoff_ids)
+                if cards:
+                    self.delivery.send_now(cards)  # type: ignore[union-attr]
+                return outcomes
             except (IntegrityError, OperationalError) as exc:
                 if attempt == _RETRIES:
                     raise
                 logger.warning("intake batch retried after a conflict (%s)", type(exc).__name__)
         raise AssertionError("unreachable")
 
+    def _claim_cards(self, session: Any, handoff_ids: list[int]) -> list[Any]:
+        if self.delivery is None or not handoff_ids:
+            return []
+        return self.delivery.claim_now(session, kind=CARD, handoff_ids=handoff_ids)
+
     def _write_batch(
         self, session: Any, batch: Sequence[LeadIn], *, now: datetime
-    ) -> list[LeadOutcome]:
+    ) -> tuple[list[LeadOutcome], list[int]]:
+        """Write the batch; returns the outcomes and the ids of the handoffs opened."""
         definition = self.definition
         known = lead_store.known_leads(session, (lead.id for lead in batch))
         outcomes: list[LeadOutcome | None] = [None] * len(batch)
@@ -235,9 +260,12 @@ class Intake:
         lead_store.update_leads(session, updates)
         lead_store.insert_verdicts(session, verdict_rows)
 
-        if to_route:
+        handoff_ids = (
             self._hand_off(session, batch, to_route, lead_ids, outcomes, now=now)
-        return [outcome for outcome in outcomes if outcome is not None]
+            if to_route
+            else []
+        )
+        return [outcome for outcome in outcomes if outcome is not None], handoff_ids
 
     def _hand_off(
         self,
@@ -248,9 +276,12 @@ class Intake:
         outcomes: list[LeadOutcome | None],
         *,
         now: datetime,
-    ) -> None:
-        rotation = routing_store.positions(session, self._rule_keys)
+    ) -> list[int]:
         away = routing_store.away_reps(session)
+        # Leads whose explicit owner is not away need no rotation: skip reading it.
+        needs_rotation = any(not batch[i].owner or batch[i].owner in away for i in indexes)
+        rotation = routing_store.positions(session, self._rule_keys) if needs_rotation else {}
+        handoff_ids: list[int] = []
         changed_keys: set[str] = set()
         unrouted: list[dict[str, Any]] = []
         for i in indexes:
@@ -272,7 +303,7 @@ class Intake:
             if decision.rotation_key is not None and decision.next_position is not None:
                 rotation[decision.rotation_key] = decision.next_position
                 changed_keys.add(decision.rotation_key)
-            open_handoff(
+            handoff_id = open_handoff(
                 session,
                 definition=self.definition,
                 lead_id=lead_id,
@@ -281,9 +312,11 @@ class Intake:
                 now=now,
                 actor=self.actor,
             )
+            handoff_ids.append(handoff_id)
             outcomes[i] = LeadOutcome(
                 lead.id, HANDED_OFF, outcome.score, True, owner=decision.owner, why=decision.why
             )
         lead_store.update_leads(session, unrouted)
         for key in changed_keys:
             routing_store.save_position(session, key, rotation[key])
+        return handoff_ids

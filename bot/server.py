@@ -53,7 +53,7 @@ class Router:
     def __init__(self, services: Services, bolt_app: App) -> None:
         self.services = services
         self.slack = SlackRequestHandler(bolt_app)
-        self.intake = Intake(services.db, services.definition)
+        self.intake = Intake(services.db, services.definition, delivery=services.delivery)
         self._intake_secret = secret(services.settings.handoff_intake_secret)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

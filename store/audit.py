@@ -11,6 +11,7 @@ from sqlmodel import Session
 from store.models import Audit
 
 _audit = Audit.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_audit)
 
 
 def record(
@@ -23,18 +24,19 @@ def record(
     handoff_id: int | None = None,
     **detail: Any,
 ) -> None:
-    session.execute(
-        insert(_audit).values(
-            at=at,
-            actor=actor,
-            action=action,
-            lead_id=lead_id,
-            handoff_id=handoff_id,
-            detail=detail,
-        )
+    session.connection().execute(
+        _INSERT,
+        {
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "lead_id": lead_id,
+            "handoff_id": handoff_id,
+            "detail": detail,
+        },
     )
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.connection().execute(insert(_audit), rows)
+        session.connection().execute(_INSERT, rows)

@@ -65,7 +65,7 @@ def enqueue(
 ) -> bool:
     """Add work unless work with the same key exists; True when added."""
     row = _row(kind, payload, dedupe_key, handoff_id, not_before or now, now)
-    return session.execute(_insert_unless_queued(session), row).rowcount == 1
+    return session.connection().execute(_insert_unless_queued(session), row).rowcount == 1
 
 
 def enqueue_many(session: Session, items: list[dict[str, Any]], *, now: datetime) -> None:
@@ -136,6 +136,33 @@ def claim_due(
         params["kinds"] = list(kinds)
     claimed = session.scalars(statement, params)
     return sorted(claimed, key=lambda item: (item.next_attempt_at, item.id))
+
+
+_CLAIM_NEW = (
+    update(Outbox)
+    .where(
+        _outbox.c.handoff_id.in_(bindparam("handoff_ids", expanding=True)),
+        _outbox.c.kind == bindparam("b_kind"),
+        _DUE,
+    )
+    .values(
+        lease_until=bindparam("lease_until", type_=_outbox.c.lease_until.type),
+        attempts=Outbox.attempts + 1,
+    )
+    .returning(Outbox)
+    .execution_options(synchronize_session=False)
+)
+
+
+def claim_for_handoffs(
+    session: Session, handoff_ids: list[int], *, kind: str, now: datetime, lease: timedelta
+) -> list[Outbox]:
+    """Lease the due `kind` rows of these handoffs to the caller, in its transaction
+    (the one that queued them, so no other worker can have seen them yet)."""
+    if not handoff_ids:
+        return []
+    params = {"handoff_ids": handoff_ids, "b_kind": kind, "now": now, "lease_until": now + lease}
+    return list(session.scalars(_CLAIM_NEW, params))
 
 
 _BY_ID = _outbox.c.id == bindparam("b_id")

@@ -4,6 +4,7 @@ on one SQLite file, the kept-alive Slack client and the directory cache."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from itertools import pairwise
@@ -71,7 +72,52 @@ def test_many_leads_each_dm_once_and_recorded_with_the_handoff(app_factory, db, 
         assert all(h.owner_user_id for h in handoffs)
         # The directory entries the senders learned were saved with the outcomes.
         assert session.scalar(select(func.count()).select_from(SlackUser)) == 60
+        assert set(session.scalars(select(Outbox.attempts))) == {1}  # each claimed once
     assert len(fake_slack.calls_to(POST)) == 60
+
+
+def test_a_new_leads_card_is_sent_by_the_server_that_took_the_lead(
+    app_factory, db, fake_slack
+) -> None:
+    """Intake leases the card in the transaction that queues it and starts it after
+    the commit: another worker polling the same database never sees it unclaimed."""
+    emails = owners(fake_slack, 20)
+    taker, other = app_factory(db, background=True), app_factory(db)
+    taken_by_other = []
+    polling = threading.Event()
+    polling.set()
+
+    def poll() -> None:
+        while polling.is_set():
+            taken_by_other.append(other.services.delivery.run_once())
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for i, email in enumerate(emails):
+            assert taker.post_leads(lead(f"crm-{i}", owner=email)).status_code == 202
+        fake_slack.wait_for(POST, count=20)
+        wait_until(lambda: outbox_statuses(db) == [OutboxStatus.SENT] * 20)
+    finally:
+        polling.clear()
+        poller.join()
+    assert len(taken_by_other) > 20 and sum(taken_by_other) == 0
+    assert len(fake_slack.calls_to(POST)) == 20
+
+
+def test_rows_handed_to_a_worker_that_is_not_running_go_back_to_the_outbox(
+    app, db, fake_slack
+) -> None:
+    app.post_leads(lead("crm-1"))
+    with db.transaction() as session:
+        leased = outbox.claim_due(session, now=clock.now(), lease=timedelta(minutes=1), limit=5)
+    app.services.delivery.send_now(leased)  # this app's worker never started
+    with db.session() as session:
+        row = session.scalars(select(Outbox)).one()
+    assert (row.status, row.attempts, row.lease_until) == (OutboxStatus.PENDING, 0, None)
+    assert fake_slack.calls_to(POST) == []
+    app.drain()
+    assert len(fake_slack.successful(POST)) == 1
 
 
 _tries: dict[int, int] = {}
