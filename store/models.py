@@ -6,10 +6,14 @@ SQLite and PostgreSQL hold the same schema and a new status needs no migration.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
+import pydantic_core
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime
@@ -17,15 +21,78 @@ from store.types import UTCDateTime
 SCHEMA_VERSION = 2  # 2: indexes for the digest (covering ones on handoff, lead.created_at)
 
 
+class _BulkUTCDateTime(UTCDateTime):
+    """UTCDateTime whose bind processor remembers the last value it converted.
+
+    A bulk insert binds the same `now` to every row (created_at, updated_at,
+    judged_at); converting it once per statement instead of once per row matters
+    on an import of a million rows.
+    """
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        process = super().bind_processor(dialect)
+        if process is None:
+            return None
+        last: tuple[Any, Any] = (object(), None)  # one tuple: replaced atomically across threads
+
+        def cached(value: Any) -> Any:
+            nonlocal last
+            seen, converted = last
+            if value is seen:
+                return converted
+            converted = process(value)
+            last = (value, converted)
+            return converted
+
+        return cached
+
+
+def _json_bytes(value: Any) -> bytes:
+    try:
+        return pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError:  # a lone surrogate, say
+        return json.dumps(value).encode()
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return pydantic_core.to_json(value).decode()
+    except pydantic_core.PydanticSerializationError:
+        return json.dumps(value)
+
+
+class _FastJSON(TypeDecorator[Any]):
+    """JSON serialised by pydantic-core (Rust) instead of `json.dumps`: 3x faster.
+
+    An import writes four JSON values a row, the verdict detail about 1 KB of
+    them. The text is compact JSON that any JSON reader parses as before; the
+    column type in the schema is plain JSON.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return _json_text
+        if dialect.driver == "psycopg":
+            from psycopg.types.json import Json
+
+            return lambda value: Json(value, _json_bytes)
+        return super().bind_processor(dialect)
+
+
 def _utc_column(*, nullable: bool = True, index: bool = False) -> Any:
     return Field(
         default=None,
-        sa_column=Column(UTCDateTime(), nullable=nullable, index=index),
+        sa_column=Column(_BulkUTCDateTime(), nullable=nullable, index=index),
     )
 
 
 def _json_column(default_factory: Any = dict) -> Any:
-    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))
+    return Field(default_factory=default_factory, sa_column=Column(_FastJSON(), nullable=False))
 
 
 class LeadStatus:
