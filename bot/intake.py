@@ -169,8 +169,7 @@ class Intake:
                         session.rollback()
                         return outcomes
                     cards = self._claim_cards(session, handoff_ids)
-                if cards:
-                    self.delivery.send_now(cards)  # type: ignore[union-attr]
+                self._send_cards(cards, queued=len(handoff_ids))
                 return outcomes
             except (IntegrityError, OperationalError) as exc:
                 if attempt == _RETRIES:
@@ -182,6 +181,15 @@ class Intake:
         if self.delivery is None or not handoff_ids:
             return []
         return self.delivery.claim_now(session, kind=CARD, handoff_ids=handoff_ids)
+
+    def _send_cards(self, cards: list[Any], *, queued: int) -> None:
+        """Start the cards leased in the batch's transaction; wake the worker for the
+        rest (only then: a wake costs the worker a claiming transaction)."""
+        if self.delivery is None:
+            return
+        self.delivery.send_now(cards)
+        if len(cards) < queued:
+            self.delivery.wake()
 
     def _write_batch(
         self, session: Any, batch: Sequence[LeadIn], *, now: datetime

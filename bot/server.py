@@ -96,8 +96,7 @@ class Router:
             leads = parse_body(body)
         except InvalidLeads as exc:
             return 400, {"errors": [error.to_json() for error in exc.errors]}
-        outcomes = self.intake.ingest(leads, now=clock.now())
-        self.services.delivery.wake()
+        outcomes = self.intake.ingest(leads, now=clock.now())  # starts the new cards
         return 202, {"results": [outcome.to_json() for outcome in outcomes]}
 
 
