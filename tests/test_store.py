@@ -59,3 +59,21 @@ def test_a_database_from_a_newer_handoff_is_refused(tmp_path):
         f"{SCHEMA_VERSION}; use a matching release or a fresh DATABASE_URL"
     )
     database.dispose()
+
+
+def test_every_sqlite_connection_is_durable_and_checks_foreign_keys(tmp_path):
+    """WAL with synchronous=FULL: a commit (a lead answered 202) survives a power
+    cut; foreign keys on, so no handoff can point at a lead that is not there."""
+    database = Database(f"sqlite:///{tmp_path / 'handoff.db'}")
+    database.create_schema()
+    with database.engine.connect() as conn:
+        pragma = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "foreign_keys")
+        }
+        with pytest.raises(Exception, match="FOREIGN KEY"):
+            conn.exec_driver_sql(
+                "INSERT INTO sla_timer (handoff_id, kind, fraction, due_at, status, late)"
+                " VALUES (999, 'remind', 0.5, '2026-11-23', 'pending', 0)"
+            )
+    assert pragma == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1}
