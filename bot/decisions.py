@@ -21,7 +21,7 @@ from sqlmodel import Session
 from bot import clock
 from bot.blocks.common import local_time
 from bot.definition import Definition
-from bot.handoffs import open_handoff
+from bot.handoffs import NewHandoff, open_handoffs
 from bot.services import Services
 from bot.sla import close_clock
 from store import audit, outbox
@@ -239,16 +239,20 @@ def reassign(
         if won:
             old = _reload(session, handoff.id)
             close_clock(session, services.definition, old, at=now)
-            successor_id = open_handoff(
+            (successor_id,) = open_handoffs(
                 session,
                 definition=services.definition,
-                lead_id=old.lead_id,
-                owner_email=person.email,
-                owner_user_id=person.user_id,
-                routed_by=f"reassigned by <@{user_id}> from {old.owner_email}",
+                new=[
+                    NewHandoff(
+                        lead_id=old.lead_id,
+                        owner_email=person.email,
+                        owner_user_id=person.user_id,
+                        routed_by=f"reassigned by <@{user_id}> from {old.owner_email}",
+                        previous_id=old.id,
+                    )
+                ],
                 now=now,
                 actor=user_id,
-                previous_id=old.id,
             )
             audit.record(
                 session,

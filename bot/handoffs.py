@@ -1,16 +1,17 @@
-"""Opening a handoff: the row, its SLA timers, its Slack card, its audit line.
+"""Opening handoffs: the rows, their SLA timers, their Slack cards, their audit lines.
 
 All in the caller's transaction, so a handoff never exists without the message
-that announces it, and never the other way round. Written with Core inserts
-(statement first, values as parameters, so SQLAlchemy reuses the compiled
-statement): this runs once per handed-off lead inside intake's transaction,
-which is on the path from a lead arriving to its DM.
+that announces it, and never the other way round. Written with Core statements
+built once (values go as parameters, so the compiled statement is reused), one
+per table whatever the number of handoffs: intake opens a batch's handoffs on
+the path from a lead arriving to its DM.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import insert
 from sqlmodel import Session
@@ -24,56 +25,83 @@ CARD = "handoff_card"
 
 _handoff = Handoff.__table__  # type: ignore[attr-defined]
 _timer = SlaTimer.__table__  # type: ignore[attr-defined]
-_INSERT_HANDOFF = insert(_handoff).returning(_handoff.c.id)
-_INSERT_TIMER = insert(_timer)
+# Unordered RETURNING keeps an executemany one statement on SQLite (ordered, it
+# runs row by row); the ids are matched back by lead.
+_INSERT_HANDOFFS = insert(_handoff).returning(_handoff.c.id, _handoff.c.lead_id)
+_INSERT_TIMERS = insert(_timer)
 
 
-def open_handoff(
+@dataclass(frozen=True)
+class NewHandoff:
+    lead_id: int
+    owner_email: str
+    routed_by: str
+    previous_id: int | None = None
+    owner_user_id: str | None = None
+
+
+def open_handoffs(
     session: Session,
     *,
     definition: Definition,
-    lead_id: int,
-    owner_email: str,
-    routed_by: str,
+    new: Sequence[NewHandoff],
     now: datetime,
     actor: str = "handoff",
-    previous_id: int | None = None,
-    owner_user_id: str | None = None,
-) -> int:
-    """Open the handoff; returns its id."""
-    values: dict[str, Any] = {
-        "lead_id": lead_id,
-        "owner_email": owner_email,
-        "owner_user_id": owner_user_id,
-        "routed_by": routed_by,
-        "assigned_at": now,
-        "due_at": deadline(definition, now),
-        "status": HandoffStatus.OPEN,
-        "commercial": [],
-        "previous_id": previous_id,
-    }
+) -> list[int]:
+    """Open a handoff for each of these (distinct) leads; returns their ids in order."""
+    if not new:
+        return []
+    due_at = deadline(definition, now)
     connection = session.connection()  # Core statements: no ORM layer needed
-    handoff_id: int = connection.execute(_INSERT_HANDOFF, values).scalar_one()
-    connection.execute(
-        _INSERT_TIMER,
+    inserted = connection.execute(
+        _INSERT_HANDOFFS,
         [
             {
-                "handoff_id": handoff_id,
-                "kind": plan.kind,
-                "fraction": plan.fraction,
-                "due_at": plan.due_at,
-                "status": TimerStatus.PENDING,
-                "late": False,
+                "lead_id": item.lead_id,
+                "owner_email": item.owner_email,
+                "owner_user_id": item.owner_user_id,
+                "routed_by": item.routed_by,
+                "assigned_at": now,
+                "due_at": due_at,
+                "status": HandoffStatus.OPEN,
+                "commercial": [],
+                "previous_id": item.previous_id,
             }
-            for plan in plan_timers(definition, now)
+            for item in new
         ],
     )
-    outbox.enqueue(
+    id_by_lead = {lead_id: handoff_id for handoff_id, lead_id in inserted}
+    assert len(id_by_lead) == len(new), "one handoff per lead in a call"
+    ids = [id_by_lead[item.lead_id] for item in new]
+
+    timers = plan_timers(definition, now)
+    if timers:
+        connection.execute(
+            _INSERT_TIMERS,
+            [
+                {
+                    "handoff_id": handoff_id,
+                    "kind": plan.kind,
+                    "fraction": plan.fraction,
+                    "due_at": plan.due_at,
+                    "status": TimerStatus.PENDING,
+                    "late": False,
+                }
+                for handoff_id in ids
+                for plan in timers
+            ],
+        )
+    outbox.enqueue_many(
         session,
-        kind=CARD,
-        payload={"handoff_id": handoff_id},
-        dedupe_key=f"handoff:{handoff_id}:card",
-        handoff_id=handoff_id,
+        [
+            {
+                "kind": CARD,
+                "payload": {"handoff_id": handoff_id},
+                "dedupe_key": f"handoff:{handoff_id}:card",
+                "handoff_id": handoff_id,
+            }
+            for handoff_id in ids
+        ],
         now=now,
     )
     audit.record_many(
@@ -83,14 +111,15 @@ def open_handoff(
                 "at": now,
                 "actor": actor,
                 "action": "handed_off",
-                "lead_id": lead_id,
+                "lead_id": item.lead_id,
                 "handoff_id": handoff_id,
                 "detail": {
-                    "owner": owner_email,
-                    "why": routed_by,
-                    "due_at": values["due_at"].isoformat(),
+                    "owner": item.owner_email,
+                    "why": item.routed_by,
+                    "due_at": due_at.isoformat(),
                 },
             }
+            for item, handoff_id in zip(new, ids, strict=True)
         ],
     )
-    return handoff_id
+    return ids

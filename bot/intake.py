@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.definition import Definition
-from bot.handoffs import CARD, open_handoff
+from bot.handoffs import CARD, NewHandoff, open_handoffs
 from bot.judge import Verdict, judge
 from bot.leads import LeadIn
 from bot.routing import route
@@ -289,7 +289,7 @@ class Intake:
         # Leads whose explicit owner is not away need no rotation: skip reading it.
         needs_rotation = any(not batch[i].owner or batch[i].owner in away for i in indexes)
         rotation = routing_store.positions(session, self._rule_keys) if needs_rotation else {}
-        handoff_ids: list[int] = []
+        new: list[NewHandoff] = []
         changed_keys: set[str] = set()
         unrouted: list[dict[str, Any]] = []
         for i in indexes:
@@ -311,20 +311,13 @@ class Intake:
             if decision.rotation_key is not None and decision.next_position is not None:
                 rotation[decision.rotation_key] = decision.next_position
                 changed_keys.add(decision.rotation_key)
-            handoff_id = open_handoff(
-                session,
-                definition=self.definition,
-                lead_id=lead_id,
-                owner_email=decision.owner,
-                routed_by=decision.why,
-                now=now,
-                actor=self.actor,
-            )
-            handoff_ids.append(handoff_id)
+            new.append(NewHandoff(lead_id, decision.owner, decision.why))
             outcomes[i] = LeadOutcome(
                 lead.id, HANDED_OFF, outcome.score, True, owner=decision.owner, why=decision.why
             )
         lead_store.update_leads(session, unrouted)
         for key in changed_keys:
             routing_store.save_position(session, key, rotation[key])
-        return handoff_ids
+        return open_handoffs(
+            session, definition=self.definition, new=new, now=now, actor=self.actor
+        )

@@ -73,7 +73,7 @@ def enqueue_many(session: Session, items: list[dict[str, Any]], *, now: datetime
     skipping keys that already exist."""
     if items:
         rows = [_row(**item, due=now, now=now) for item in items]
-        session.execute(_insert_unless_queued(session), rows)
+        session.connection().execute(_insert_unless_queued(session), rows)
 
 
 # The worker's statements are built once, with bind parameters: SQLAlchemy then
