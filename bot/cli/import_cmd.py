@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,10 +47,16 @@ def import_command(env: Env, file: Path, dry_run: bool) -> None:
     if file.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
         fail(f"{file}: expected a .csv or .jsonl file")
     intake = Intake(env.db, env.definition, actor="import")
+    # Park what is alive now (modules, engine, definition) outside the collector: an
+    # import churns millions of short-lived objects, and every full collection would
+    # otherwise walk all of those long-lived ones again (10-15% of an import).
+    gc.freeze()
     try:
         counts, invalid = import_file(intake, file, dry_run=dry_run)
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    finally:
+        gc.unfreeze()
     total = sum(counts.values())
     verb = "would import" if dry_run else "imported"
     click.echo(f"{file}: {verb} {total} lead(s), {len(invalid)} invalid row(s)")
