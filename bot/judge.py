@@ -8,6 +8,7 @@ signal it ignores, so a rep, a marketer and a backtest all see the same story.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,60 +81,103 @@ class Verdict:
         return data
 
 
+@dataclass(slots=True)
+class _Prepared:
+    """What the judge reads from a definition, flattened once rather than per lead."""
+
+    definition: Definition
+    fit_tests: tuple[tuple[str, str, str, bool, Callable[[Any], bool]], ...]
+    window: timedelta
+    too_old: str
+    # signal id -> (position in the definition, label, points, cap)
+    signals: dict[str, tuple[int, str, int, int | None]]
+    required: tuple[tuple[str, bool], ...]  # (field, is a top-level field)
+    mql: int
+    hot_at: int
+
+
+_prepared: _Prepared | None = None  # the last definition seen: an import judges with one
+
+
+def _prepare(definition: Definition) -> _Prepared:
+    global _prepared
+    prepared = _prepared
+    if prepared is not None and prepared.definition is definition:
+        return prepared
+    intent = definition.intent
+    prepared = _Prepared(
+        definition=definition,
+        fit_tests=definition.fit_tests,
+        window=timedelta(days=intent.window_days),
+        too_old=intent.too_old,
+        signals={
+            signal.id: (position, signal.label, signal.points, signal.max)
+            for position, signal in enumerate(intent.signals)
+        },
+        required=tuple((name, name in TOP_LEVEL_FIELDS) for name in definition.handoff.required),
+        mql=definition.thresholds.mql,
+        hot_at=definition.thresholds.hot,
+    )
+    _prepared = prepared
+    return prepared
+
+
+def _position(item: tuple[str, tuple[int, str, int, int | None]]) -> int:
+    return item[1][0]
+
+
 def judge(lead: LeadIn, definition: Definition, now: datetime) -> Verdict:
     # The loops below are the hot path of an import: locals, no helper calls.
+    prepared = _prepare(definition)
     attributes = lead.attributes
     criteria = []
     fit_passed = True
-    for criterion_id, label, name, allow_missing, test in definition.fit_tests:
+    for criterion_id, label, name, allow_missing, test in prepared.fit_tests:
         value = getattr(lead, name) if name in TOP_LEVEL_FIELDS else attributes.get(name)
         missing = value is None or value == ""
         passed = allow_missing if missing else test(value)
         fit_passed = fit_passed and passed
         criteria.append(CriterionResult(criterion_id, label, passed, value, missing))
 
-    intent = definition.intent
-    window_start = now - timedelta(days=intent.window_days)
-    latest = now + CLOCK_SKEW
-    known = intent.by_id
-    counts: dict[str, int] = {}
-    ignored = []
-    for signal in lead.signals:
-        name, at = signal["name"], signal["at"]
-        if name not in known:
-            ignored.append(IgnoredSignal(name, at.isoformat(), "not in the definition"))
-        elif at < window_start:
-            ignored.append(IgnoredSignal(name, at.isoformat(), intent.too_old))
-        elif at > latest:
-            ignored.append(IgnoredSignal(name, at.isoformat(), "in the future"))
-        else:
-            counts[name] = counts.get(name, 0) + 1
-
     scores = []
     total = 0
-    for definition_signal in intent.signals:  # definition order: stable explanations
-        count = counts.get(definition_signal.id)
-        if not count:
-            continue
-        uncapped = definition_signal.points * count
-        points = uncapped
-        if definition_signal.max is not None and points > definition_signal.max:
-            points = definition_signal.max
-        total += points
-        scores.append(
-            SignalScore(definition_signal.id, definition_signal.label, count, points, uncapped)
-        )
+    ignored = []
+    if lead.signals:
+        window_start = now - prepared.window
+        latest = now + CLOCK_SKEW
+        known = prepared.signals
+        counts: dict[str, int] = {}
+        for signal in lead.signals:
+            name, at = signal["name"], signal["at"]
+            if name not in known:
+                ignored.append(IgnoredSignal(name, at.isoformat(), "not in the definition"))
+            elif at < window_start:
+                ignored.append(IgnoredSignal(name, at.isoformat(), prepared.too_old))
+            elif at > latest:
+                ignored.append(IgnoredSignal(name, at.isoformat(), "in the future"))
+            else:
+                counts[name] = counts.get(name, 0) + 1
+        # Definition order, for stable explanations; only the signals that counted.
+        counted = sorted(((name, known[name]) for name in counts), key=_position)
+        for name, (_, label, points_each, cap) in counted:
+            count = counts[name]
+            uncapped = points_each * count
+            points = uncapped if cap is None or uncapped <= cap else cap
+            total += points
+            scores.append(SignalScore(name, label, count, points, uncapped))
 
     missing = tuple(
-        field for field in definition.handoff.required if lead.field(field) in (None, "")
+        name
+        for name, top_level in prepared.required
+        if (getattr(lead, name) if top_level else attributes.get(name)) in (None, "")
     )
     return Verdict(
-        fit_passed=fit_passed,
-        criteria=tuple(criteria),
-        score=total,
-        signals=tuple(scores),
-        ignored=tuple(ignored),
-        mql=definition.thresholds.mql,
-        hot_at=definition.thresholds.hot,
-        missing=missing,
+        fit_passed,
+        tuple(criteria),
+        total,
+        tuple(scores),
+        tuple(ignored),
+        prepared.mql,
+        prepared.hot_at,
+        missing,
     )
