@@ -32,9 +32,12 @@ TOP_LEVEL_FIELDS = frozenset(("email", "name", "title", "company", "owner", "sou
 
 
 def _email(value: str | None) -> str | None:
-    if value is not None and not _EMAIL.match(value):
+    """Blank to None, else a lower-cased address (one callback: it runs for every lead)."""
+    if not value:
+        return None
+    if not _EMAIL.match(value):
         raise ValueError("expected an email address")
-    return value.lower() if value else value
+    return value.lower()
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -49,7 +52,6 @@ Text = Annotated[
 Email = Annotated[
     str | None,
     StringConstraints(strip_whitespace=True, max_length=320),
-    AfterValidator(_blank_to_none),
     AfterValidator(_email),
 ]
 
@@ -95,7 +97,8 @@ class LeadIn(BaseModel):
 
     def payload_hash(self) -> str:
         """Identifies the content, so that re-sending the same lead changes nothing."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        # The serializer itself: the same bytes as model_dump_json(), without its wrapper.
+        return hashlib.sha256(self.__pydantic_serializer__.to_json(self)).hexdigest()
 
 
 _one_or_many = TypeAdapter(LeadIn | list[LeadIn])
@@ -219,10 +222,11 @@ _NUMBER_START = frozenset("+-.0123456789 \t")
 def _number_or_text(value: str) -> Any:
     if value[0] not in _NUMBER_START:  # most text: skip two failed conversions
         return value
-    try:
-        return int(value)
-    except ValueError:
-        pass
+    if "." not in value:  # int() never takes a point: skip its exception for decimals
+        try:
+            return int(value)
+        except ValueError:
+            pass
     try:
         return float(value)
     except ValueError:
