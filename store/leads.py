@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Session
 
 from store.models import Lead, Verdict
@@ -21,6 +23,58 @@ class KnownLead:
     payload_hash: str
     status: str
     ready: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _InsertPlan:
+    """A compiled INSERT for rows with given keys: SQL, value order and bind processors."""
+
+    sql: str
+    values: Callable[[dict[str, Any]], tuple[Any, ...]]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+
+_plans: dict[tuple[str, tuple[str, ...], str], _InsertPlan | None] = {}
+
+
+def _insert_plan(table: Table, keys: tuple[str, ...], dialect: Dialect) -> _InsertPlan | None:
+    """None where Core's own executemany runs instead: any dialect but SQLite (where
+    the import is measured), or a column default that Core would fill in."""
+    cache_key = (table.name, keys, f"{dialect.name}+{dialect.driver}")
+    if cache_key in _plans:
+        return _plans[cache_key]
+    plan = None
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    order = compiled.positiontup
+    if dialect.name == "sqlite" and order is not None and set(order) == set(keys):
+        processors = []
+        for position, name in enumerate(order):
+            column_type = table.c[name].type
+            process = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((position, process))
+        values = itemgetter(*order) if len(order) > 1 else lambda row: (row[order[0]],)
+        plan = _InsertPlan(compiled.string, values, tuple(processors))
+    _plans[cache_key] = plan
+    return plan
+
+
+def _insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """`connection.execute(insert(table), rows)`: the same compiled SQL and the same
+    bind processors, without Core's per-row parameter dict and processor lookups
+    (about a fifth of an import's write time on SQLite)."""
+    plan = _insert_plan(table, tuple(rows[0]), connection.dialect)
+    if plan is None:
+        connection.execute(insert(table), list(rows))
+        return
+    values_of, processors = plan.values, plan.processors
+    params = []
+    for row in rows:
+        values = list(values_of(row))
+        for position, process in processors:
+            values[position] = process(values[position])
+        params.append(tuple(values))
+    connection.exec_driver_sql(plan.sql, params)
 
 
 def known_leads(session: Session, external_ids: Iterable[str]) -> dict[str, KnownLead]:
@@ -45,7 +99,7 @@ def insert_leads(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """
     if not rows:
         return []
-    session.connection().execute(insert(_lead), list(rows))
+    _insert_many(session.connection(), _lead, rows)
     external_ids = [row["external_id"] for row in rows]
     ids: dict[str, int] = {}
     for start in range(0, len(external_ids), 500):  # stay under SQLite's bound-parameter limit
@@ -73,7 +127,7 @@ def update_leads(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 def insert_verdicts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        session.connection().execute(insert(_verdict), list(rows))
+        _insert_many(session.connection(), _verdict, rows)
 
 
 def get_by_external_id(session: Session, external_id: str) -> Lead | None:

@@ -111,3 +111,22 @@ def test_due_time_is_in_business_hours(db, definition) -> None:
         handoff = session.scalars(select(Handoff)).one()
     calendar = definition.calendar()
     assert calendar.elapsed(handoff.assigned_at, handoff.due_at) == timedelta(hours=4)
+
+
+def test_bulk_written_lead_and_verdict_read_back_as_given(db, definition) -> None:
+    """The import's bulk insert (compiled once, JSON by pydantic-core) stores what Core would."""
+    attributes = {"employees": 250, "country": "AU", "note": "Zoë ☃", "ratio": 0.1, "tags": [1]}
+    record = lead("crm-9", attributes=attributes)
+    now = clock.now()
+    [outcome] = Intake(db, definition).ingest([parse_lead(record)], now=now)
+    with db.session() as session:
+        stored = session.scalars(select(Lead)).one()
+        verdict = session.scalars(select(Verdict)).one()
+    assert stored.attributes == dict(sorted(attributes.items()))
+    assert stored.signals == [{"name": s["name"], "at": s["at"]} for s in record["signals"]]
+    assert stored.created_at == stored.updated_at == verdict.judged_at == now
+    assert stored.created_at.tzinfo is not None
+    assert (stored.qualified, stored.ready, stored.hot) == (True, True, False)
+    assert (verdict.qualified, verdict.fit_passed, verdict.score) == (True, True, outcome.score)
+    assert verdict.missing == []
+    assert [c["id"] for c in verdict.detail["criteria"]] == ["size", "region"]
