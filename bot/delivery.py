@@ -284,15 +284,19 @@ class Delivery:
         A worker that is not running (or has stopped meanwhile) hands them back."""
         if not items:
             return
+        pool = self._pool
         with self._lock:
-            accepting = self._pool is not None and not self._stop.is_set()
+            accepting = pool is not None and not self._stop.is_set()
             if accepting:
-                for item in items:
-                    future = self._pool.submit(self._send, item)  # type: ignore[union-attr]
-                    future.add_done_callback(lambda f, item=item: self._finish(f, item))
-                    self._started.append(item.id)  # type: ignore[arg-type]
+                self._started.extend(item.id for item in items)  # type: ignore[misc]
+                futures = [(pool.submit(self._send, item), item) for item in items]  # type: ignore[union-attr]
         if not accepting:
             self._record([Outcome(item, "unattempted") for item in items])
+            return
+        # Outside the lock: a callback runs at once, on this thread, for a future
+        # already done, and _finish takes the lock.
+        for future, item in futures:
+            future.add_done_callback(lambda f, item=item: self._finish(f, item))
 
     # -- the background loop --------------------------------------------------
     def wake(self) -> None:

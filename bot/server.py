@@ -26,6 +26,7 @@ from bot.leads import InvalidLeads, parse_body
 from bot.services import Services
 from bot.settings import secret
 from bot.signing import verify_intake
+from bot.slack import KeepAliveWebClient
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,8 @@ class HandoffServer:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.services.delivery.stop()
+        if isinstance(self.services.slack, KeepAliveWebClient):
+            self.services.slack.close()
         self.services.db.dispose()
         logger.info("Handoff stopped")
 

@@ -7,6 +7,7 @@ import logging
 import select as select_module
 import ssl
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from io import BytesIO
@@ -49,6 +50,16 @@ class KeepAliveWebClient(WebClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._local = threading.local()
+        # Each thread's connections, by id, forgotten when the thread ends.
+        self._every_thread: weakref.WeakValueDictionary[int, _Connections] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def close(self) -> None:
+        """Close every thread's connections (a thread that calls again reconnects)."""
+        for connections in list(self._every_thread.values()):
+            for connection in connections.values():
+                connection.close()
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
         if self.proxy is not None:
@@ -79,6 +90,7 @@ class KeepAliveWebClient(WebClient):
         connections: _Connections | None = getattr(self._local, "connections", None)
         if connections is None:
             connections = self._local.connections = _Connections()
+            self._every_thread[id(connections)] = connections
         key = f"{scheme}://{netloc}"
         connection = connections.get(key)
         if connection is not None and _hung_up(connection):

@@ -183,6 +183,7 @@ def app_factory(fake_slack: FakeSlack, definition: Definition) -> Iterator[Any]:
     """Start (and at the end stop) apps; `background=True` also runs the outbox
     worker and scheduler threads, otherwise tests drain the outbox themselves."""
     started: list[tuple[HandoffServer, threading.Thread]] = []
+    apps: list[RunningApp] = []
 
     def start(
         db: Database, *, background: bool = False, defn: Definition | None = None, **overrides: Any
@@ -190,12 +191,15 @@ def app_factory(fake_slack: FakeSlack, definition: Definition) -> Iterator[Any]:
         settings = make_settings(fake_slack, db.url, **overrides)
         server, thread = start_app(settings, defn or definition, db, background=background)
         started.append((server, thread))
-        return RunningApp(server)
+        apps.append(RunningApp(server))
+        return apps[-1]
 
     yield start
     for server, thread in started:
         server.stop()
         thread.join(5)
+    for running in apps:
+        running.http.close()
 
 
 @pytest.fixture

@@ -105,6 +105,37 @@ def test_a_new_leads_card_is_sent_by_the_server_that_took_the_lead(
     assert len(fake_slack.calls_to(POST)) == 20
 
 
+@sender("test_instant")
+def _instant(services, item) -> dict[str, Any]:
+    return {"done": item.payload["n"]}
+
+
+def test_rows_started_at_once_are_each_sent_and_recorded_once(app_factory, db) -> None:
+    """Sends that finish before send_now has returned (a deadlock, once)."""
+    app = app_factory(db, background=True)
+    now = clock.now()
+    with db.transaction() as session:  # queued and leased together: the loop never sees them
+        outbox.enqueue_many(
+            session,
+            [
+                {
+                    "kind": "test_instant",
+                    "payload": {"n": n},
+                    "dedupe_key": f"instant:{n}",
+                    "handoff_id": None,
+                }
+                for n in range(300)
+            ],
+            now=now,
+        )
+        leased = outbox.claim_due(session, now=now, lease=timedelta(minutes=1), limit=300)
+    app.services.delivery.send_now(leased)
+    wait_until(lambda: outbox_statuses(db) == [OutboxStatus.SENT] * 300)
+    with db.session() as session:
+        assert set(session.scalars(select(Outbox.attempts))) == {1}
+        assert sorted(r["done"] for r in session.scalars(select(Outbox.result))) == list(range(300))
+
+
 def test_rows_handed_to_a_worker_that_is_not_running_go_back_to_the_outbox(
     app, db, fake_slack
 ) -> None:
