@@ -155,7 +155,13 @@ class HandoffServer:
 
     def serve_forever(self) -> None:
         """Block serving HTTP until stop() (or SIGTERM / SIGINT in the main thread)."""
-        self.http.run()
+        try:
+            self.http.run()
+        except OSError:
+            # stop() from another thread closes the sockets under waitress's select();
+            # the loop ends on "Bad file descriptor". Anything else is a real error.
+            if not self._stopped.is_set():
+                raise
 
     def run(self) -> None:
         """What `handoff run` does: start, serve, and on SIGTERM drain and exit."""
