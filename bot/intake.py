@@ -169,13 +169,13 @@ class Intake:
                         session.rollback()
                         return outcomes
                     cards = self._claim_cards(session, handoff_ids)
-                self._send_cards(cards, queued=len(handoff_ids))
-                return outcomes
+                break
             except (IntegrityError, OperationalError) as exc:
                 if attempt == _RETRIES:
                     raise
                 logger.warning("intake batch retried after a conflict (%s)", type(exc).__name__)
-        raise AssertionError("unreachable")
+        self._send_cards(cards, queued=len(handoff_ids))  # committed: never part of a retry
+        return outcomes
 
     def _claim_cards(self, session: Any, handoff_ids: list[int]) -> list[Any]:
         if self.delivery is None or not handoff_ids:
