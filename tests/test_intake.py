@@ -130,3 +130,29 @@ def test_bulk_written_lead_and_verdict_read_back_as_given(db, definition) -> Non
     assert (verdict.qualified, verdict.fit_passed, verdict.score) == (True, True, outcome.score)
     assert verdict.missing == []
     assert [c["id"] for c in verdict.detail["criteria"]] == ["size", "region"]
+
+
+def test_new_leads_get_their_own_ids_even_past_the_largest_id(db, definition) -> None:
+    """Ids of a bulk insert are worked out from max(id) on SQLite; at the largest
+    possible id SQLite picks free ids at random, and they are read back instead."""
+    now = clock.now()
+    with db.transaction() as session:
+        session.execute(
+            Lead.__table__.insert().values(
+                id=2**63 - 1,
+                external_id="crm-0",
+                payload_hash="",
+                attributes={},
+                signals=[],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    ingest(db, definition, *(lead(f"crm-{n}", email=f"n{n}@acme.example") for n in (1, 2, 3)))
+    with db.session() as session:
+        leads = {row.id: row.external_id for row in session.scalars(select(Lead))}
+        verdicts = session.scalars(select(Verdict).order_by(Verdict.id)).all()
+        handoffs = session.scalars(select(Handoff).order_by(Handoff.id)).all()
+    assert sorted(leads.values()) == ["crm-0", "crm-1", "crm-2", "crm-3"]
+    assert [leads[v.lead_id] for v in verdicts] == ["crm-1", "crm-2", "crm-3"]
+    assert [leads[h.lead_id] for h in handoffs] == ["crm-1", "crm-2", "crm-3"]
