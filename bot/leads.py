@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +57,13 @@ Email = Annotated[
 ]
 
 
+def _utc(value: datetime) -> datetime:
+    """Signal times in UTC with the standard library's tzinfo: the judge compares
+    each one twice, and a datetime carrying pydantic's own tzinfo compares ~10x
+    slower (~0.5 us, a Python-level utcoffset() call each side)."""
+    return value.astimezone(UTC)
+
+
 class SignalIn(TypedDict):
     """One intent signal. A TypedDict, not a model: pydantic validates a list of
     these several times faster, and an import validates millions."""
@@ -63,7 +71,7 @@ class SignalIn(TypedDict):
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    at: AwareDatetime
+    at: Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
 def _sorted_keys(attributes: dict[str, Any]) -> dict[str, Any]:

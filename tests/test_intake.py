@@ -156,3 +156,18 @@ def test_new_leads_get_their_own_ids_even_past_the_largest_id(db, definition) ->
     assert sorted(leads.values()) == ["crm-0", "crm-1", "crm-2", "crm-3"]
     assert [leads[v.lead_id] for v in verdicts] == ["crm-1", "crm-2", "crm-3"]
     assert [leads[h.lead_id] for h in handoffs] == ["crm-1", "crm-2", "crm-3"]
+
+
+def test_signal_times_are_kept_in_utc_whatever_offset_they_came_with(db, definition) -> None:
+    sydney = lead("crm-1")
+    sydney["signals"] = [{"name": "demo_request", "at": "2026-11-20T20:30:00+10:00"}]
+    utc = lead("crm-1")
+    utc["signals"] = [{"name": "demo_request", "at": "2026-11-20T10:30:00Z"}]
+    intake = Intake(db, definition)
+    first = intake.ingest([parse_lead(sydney)], now=clock.now())
+    again = intake.ingest([parse_lead(utc)], now=clock.now())
+    with db.session() as session:
+        stored = session.scalars(select(Lead.signals)).one()
+    assert stored == [{"name": "demo_request", "at": "2026-11-20T10:30:00+00:00"}]
+    assert [o.outcome for o in again] == ["unchanged"]  # the same moment, the same lead
+    assert first[0].outcome != "unchanged"
