@@ -77,15 +77,18 @@ def _insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, 
     connection.exec_driver_sql(plan.sql, params)
 
 
+# Built once, IN list expanded per call: every POST /leads runs it first.
+_KNOWN = select(
+    _lead.c.external_id, _lead.c.id, _lead.c.payload_hash, _lead.c.status, _lead.c.ready
+).where(_lead.c.external_id.in_(bindparam("ids", expanding=True)))
+
+
 def known_leads(session: Session, external_ids: Iterable[str]) -> dict[str, KnownLead]:
     ids = list(set(external_ids))
     found: dict[str, KnownLead] = {}
+    connection = session.connection()
     for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-        rows = session.execute(
-            select(
-                _lead.c.external_id, _lead.c.id, _lead.c.payload_hash, _lead.c.status, _lead.c.ready
-            ).where(_lead.c.external_id.in_(ids[start : start + 500]))
-        )
+        rows = connection.execute(_KNOWN, {"ids": ids[start : start + 500]})
         for external_id, id_, payload_hash, status, ready in rows:
             found[external_id] = KnownLead(id_, payload_hash, status, ready)
     return found
