@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from benchmarks.harness import Request, Sample, send_requests, serve_app  # noqa: E402
+from benchmarks.harness import Request, Sample, send_requests, start_app_process  # noqa: E402
 from bot.blocks.card import ACCEPT, COMMERCIAL  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.models import Audit, Handoff, HandoffStatus, Lead  # noqa: E402
@@ -116,19 +116,6 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 120) -
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def start_app(
-    settings: object, definition: Path, db_url: str
-) -> tuple[multiprocessing.process.BaseProcess, str]:
-    spawn = multiprocessing.get_context("spawn")
-    receive, send = spawn.Pipe(duplex=False)
-    process = spawn.Process(target=serve_app, args=(settings, str(definition), db_url, send))
-    process.start()
-    send.close()
-    if not receive.poll(60):
-        raise SystemExit("the app did not start")
-    return process, f"http://127.0.0.1:{receive.recv()}"
 
 
 class Card(NamedTuple):
@@ -210,7 +197,7 @@ def main() -> None:
         db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
         db.create_schema()
         definition = bench_definition(Path(tmp))
-        app, base_url = start_app(make_settings(fake, db.url), definition, db.url)
+        app, base_url = start_app_process(make_settings(fake, db.url), definition, db.url)
         try:
             with ProcessPoolExecutor(1, mp_context=spawn) as clickers:
 

@@ -1,4 +1,4 @@
-"""Intake -> DM benchmark against the fake Slack Web API, in one process.
+"""Intake -> DM benchmark against the fake Slack Web API.
 
     python benchmarks/bench_delivery.py
 
@@ -18,10 +18,13 @@
 3. the fake answering 429 + Retry-After when a channel gets more than one
    message a second: 60 leads for 3 reps, time to deliver all and 429 share.
 
-Everything (app, fake Slack, the client posting leads) shares one process and
-one GIL, so the Slack round trips here cost CPU that a real Slack would not
-take from the app. Timings on a busy machine drift: compare the ratios against
-the floors of the same run. Prints figures; asserts nothing.
+Two processes: the app, started as `handoff run` starts it (waitress + Bolt,
+outbox worker, scheduler) with its own GIL, since Slack and the system sending
+leads are other machines; and this one, running the fake Slack, the client that
+posts leads and the floors (perf_counter is the system's monotonic clock, so the
+fake's timestamps and the client's compare). On 2 cores the fake still takes CPU
+a real Slack would not. Timings on a busy machine drift: compare the ratios
+against the floors of the same run. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from slack_sdk import WebClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.definition import load_definition  # noqa: E402
+from benchmarks.harness import start_app_process  # noqa: E402
 from bot.slack import make_client  # noqa: E402
 from store.db import Database  # noqa: E402
 from tests.conftest import (  # noqa: E402
@@ -51,7 +54,6 @@ from tests.conftest import (  # noqa: E402
     intake_headers,
     lead,
     make_settings,
-    start_app,
 )
 from tests.fakeslack import FakeSlack  # noqa: E402
 
@@ -88,16 +90,17 @@ def ms(values: list[float]) -> str:
 
 
 class App:
-    """The app with its outbox worker and scheduler running, on a fresh SQLite file,
-    and a lean client for POST /leads (http.client on one kept-alive connection: the
-    system sending leads is another machine, its CPU should not count here)."""
+    """The app as `handoff run` runs it, in a process of its own (with its own GIL:
+    Slack and the system sending leads are other machines), on a fresh SQLite file;
+    and a lean client for POST /leads (http.client on one kept-alive connection)."""
 
     def __init__(self, tmp: Path, fake: FakeSlack, name: str) -> None:
         db = Database(f"sqlite:///{tmp / (name + '.db')}")
         db.create_schema()
-        definition = load_definition(three_rep_definition(tmp))
-        self.server, _ = start_app(make_settings(fake, db.url), definition, db, background=True)
-        self.connection = http.client.HTTPConnection("127.0.0.1", self.server.port)
+        db.dispose()
+        definition = three_rep_definition(tmp)
+        self.process, base_url = start_app_process(make_settings(fake, db.url), definition, db.url)
+        self.connection = http.client.HTTPConnection(*base_url.removeprefix("http://").split(":"))
 
     def post_leads(self, payload: object) -> None:
         body = json.dumps(payload).encode()
@@ -108,7 +111,8 @@ class App:
 
     def stop(self) -> None:
         self.connection.close()
-        self.server.stop()
+        self.process.terminate()  # SIGTERM: the app finishes in-flight work and exits
+        self.process.join(30)
 
 
 def round_trips(call: Callable[[], object], n: int = 300) -> list[float]:

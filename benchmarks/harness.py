@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import http.client
 import logging
+import multiprocessing
 import sys
 import threading
 import time
@@ -60,6 +61,19 @@ def serve_app(settings: Any, definition_path: str, db_url: str, conn: Connection
     conn.send(server.port)
     conn.close()
     server.run()
+
+
+def start_app_process(settings: Any, definition_path: Path, db_url: str) -> tuple[Any, str]:
+    """`serve_app` in a spawned process; returns the process and the app's base URL.
+    Stop it with terminate() (SIGTERM: it finishes in-flight work) and join()."""
+    spawn = multiprocessing.get_context("spawn")
+    receive, send = spawn.Pipe(duplex=False)
+    process = spawn.Process(target=serve_app, args=(settings, str(definition_path), db_url, send))
+    process.start()
+    send.close()
+    if not receive.poll(60):
+        raise SystemExit("the app did not start")
+    return process, f"http://127.0.0.1:{receive.recv()}"
 
 
 def send_requests(base_url: str, requests: list[Request], threads: int) -> list[Sample]:
