@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from bot.calendar import (
     parse_duration,
     parse_schedule,
 )
+from bot.leads import TOP_LEVEL_FIELDS
 
 OPERATORS = ("between", "in", "not_in", "equals", "gte", "lte", "matches")
 ACTIONS = ("recycle", "disqualify")
@@ -213,6 +214,20 @@ class Owners:
     sales: str
 
 
+@dataclass(frozen=True, slots=True)
+class JudgePlan:
+    """What the judge reads from a definition, flattened once rather than per lead."""
+
+    fit_tests: tuple[tuple[str, str, str, bool, Callable[[Any], bool]], ...]
+    window: timedelta
+    too_old: str
+    # signal id -> (position in the definition, label, points, cap)
+    signals: dict[str, tuple[int, str, int, int | None]]
+    required: tuple[tuple[str, bool], ...]  # (field, is a top-level field)
+    mql: int
+    hot_at: int
+
+
 @dataclass(frozen=True)
 class Definition:
     version: int
@@ -245,6 +260,22 @@ class Definition:
         return tuple(
             (c.id, c.label, c.condition.field, c.condition.allow_missing, c.condition.test)
             for c in self.fit
+        )
+
+    @cached_property
+    def judge_plan(self) -> JudgePlan:
+        intent = self.intent
+        return JudgePlan(
+            fit_tests=self.fit_tests,
+            window=timedelta(days=intent.window_days),
+            too_old=intent.too_old,
+            signals={
+                signal.id: (position, signal.label, signal.points, signal.max)
+                for position, signal in enumerate(intent.signals)
+            },
+            required=tuple((name, name in TOP_LEVEL_FIELDS) for name in self.handoff.required),
+            mql=self.thresholds.mql,
+            hot_at=self.thresholds.hot,
         )
 
     @cached_property

@@ -8,7 +8,6 @@ signal it ignores, so a rep, a marketer and a backtest all see the same story.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,58 +80,17 @@ class Verdict:
         return data
 
 
-@dataclass(slots=True)
-class _Prepared:
-    """What the judge reads from a definition, flattened once rather than per lead."""
-
-    definition: Definition
-    fit_tests: tuple[tuple[str, str, str, bool, Callable[[Any], bool]], ...]
-    window: timedelta
-    too_old: str
-    # signal id -> (position in the definition, label, points, cap)
-    signals: dict[str, tuple[int, str, int, int | None]]
-    required: tuple[tuple[str, bool], ...]  # (field, is a top-level field)
-    mql: int
-    hot_at: int
-
-
-_prepared: _Prepared | None = None  # the last definition seen: an import judges with one
-
-
-def _prepare(definition: Definition) -> _Prepared:
-    global _prepared
-    prepared = _prepared
-    if prepared is not None and prepared.definition is definition:
-        return prepared
-    intent = definition.intent
-    prepared = _Prepared(
-        definition=definition,
-        fit_tests=definition.fit_tests,
-        window=timedelta(days=intent.window_days),
-        too_old=intent.too_old,
-        signals={
-            signal.id: (position, signal.label, signal.points, signal.max)
-            for position, signal in enumerate(intent.signals)
-        },
-        required=tuple((name, name in TOP_LEVEL_FIELDS) for name in definition.handoff.required),
-        mql=definition.thresholds.mql,
-        hot_at=definition.thresholds.hot,
-    )
-    _prepared = prepared
-    return prepared
-
-
 def _position(item: tuple[str, tuple[int, str, int, int | None]]) -> int:
     return item[1][0]
 
 
 def judge(lead: LeadIn, definition: Definition, now: datetime) -> Verdict:
     # The loops below are the hot path of an import: locals, no helper calls.
-    prepared = _prepare(definition)
+    plan = definition.judge_plan
     attributes = lead.attributes
     criteria = []
     fit_passed = True
-    for criterion_id, label, name, allow_missing, test in prepared.fit_tests:
+    for criterion_id, label, name, allow_missing, test in plan.fit_tests:
         value = getattr(lead, name) if name in TOP_LEVEL_FIELDS else attributes.get(name)
         missing = value is None or value == ""
         passed = allow_missing if missing else test(value)
@@ -143,16 +101,16 @@ def judge(lead: LeadIn, definition: Definition, now: datetime) -> Verdict:
     total = 0
     ignored = []
     if lead.signals:
-        window_start = now - prepared.window
+        window_start = now - plan.window
         latest = now + CLOCK_SKEW
-        known = prepared.signals
+        known = plan.signals
         counts: dict[str, int] = {}
         for signal in lead.signals:
             name, at = signal["name"], signal["at"]
             if name not in known:
                 ignored.append(IgnoredSignal(name, at.isoformat(), "not in the definition"))
             elif at < window_start:
-                ignored.append(IgnoredSignal(name, at.isoformat(), prepared.too_old))
+                ignored.append(IgnoredSignal(name, at.isoformat(), plan.too_old))
             elif at > latest:
                 ignored.append(IgnoredSignal(name, at.isoformat(), "in the future"))
             else:
@@ -168,7 +126,7 @@ def judge(lead: LeadIn, definition: Definition, now: datetime) -> Verdict:
 
     missing = tuple(
         name
-        for name, top_level in prepared.required
+        for name, top_level in plan.required
         if (getattr(lead, name) if top_level else attributes.get(name)) in (None, "")
     )
     return Verdict(
@@ -177,7 +135,7 @@ def judge(lead: LeadIn, definition: Definition, now: datetime) -> Verdict:
         total,
         tuple(scores),
         tuple(ignored),
-        prepared.mql,
-        prepared.hot_at,
+        plan.mql,
+        plan.hot_at,
         missing,
     )
