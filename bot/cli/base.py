@@ -57,6 +57,12 @@ class Env:
             fail(f"DATABASE_URL: cannot open the database: {exc.__class__.__name__}: {exc}")
         return database
 
+    def close(self) -> None:
+        """Release the database's connections, if this command opened it."""
+        database = self.__dict__.get("db")
+        if database is not None:
+            database.dispose()
+
 
 pass_env = click.make_pass_decorator(Env, ensure=True)
 
@@ -71,3 +77,4 @@ def main(ctx: click.Context, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     ctx.obj = Env()
+    ctx.call_on_close(ctx.obj.close)
