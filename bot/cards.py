@@ -32,12 +32,6 @@ logger = logging.getLogger(__name__)
 _CARD_NOT_POSTED_YET = timedelta(seconds=5)
 
 
-def _latest_verdict(session: Session, lead_id: int) -> Verdict | None:
-    return session.scalars(
-        select(Verdict).where(Verdict.lead_id == lead_id).order_by(Verdict.id.desc()).limit(1)
-    ).first()
-
-
 _handoff = Handoff.__table__  # type: ignore[attr-defined]
 _lead = Lead.__table__  # type: ignore[attr-defined]
 _verdict = Verdict.__table__  # type: ignore[attr-defined]
@@ -71,20 +65,12 @@ def _load_card(session: Session, handoff_id: int) -> tuple[Handoff, Lead, dict[s
     return handoff, lead, values["verdict_detail"] or {}
 
 
-def card_model(
-    session: Session, definition: Definition, handoff: Handoff, *, owner_tz: str | None
-) -> CardModel:
-    lead = session.get(Lead, handoff.lead_id)
-    assert lead is not None
-    verdict = _latest_verdict(session, lead.id)  # type: ignore[arg-type]
-    reassigned_to = None
-    if handoff.status == HandoffStatus.REASSIGNED:
-        successor = session.scalars(
-            select(Handoff).where(Handoff.previous_id == handoff.id)
-        ).first()
-        reassigned_to = successor.owner_user_id if successor else None
-    detail = verdict.detail if verdict else {}
-    return build_model(definition, handoff, lead, detail, owner_tz, reassigned_to)
+def _reassigned_to(session: Session, handoff: Handoff) -> str | None:
+    """The Slack user a reassigned handoff went to, for its card."""
+    if handoff.status != HandoffStatus.REASSIGNED:
+        return None
+    successor = session.scalars(select(Handoff).where(Handoff.previous_id == handoff.id)).first()
+    return successor.owner_user_id if successor else None
 
 
 def build_model(
@@ -143,7 +129,7 @@ def build_model(
     )
 
 
-def _find_owner(services: Services, handoff: Handoff) -> tuple[str, SlackPerson]:
+def _find_owner(services: Services, handoff: Handoff, lead: Lead) -> tuple[str, SlackPerson]:
     """The owner in Slack; an owner Slack does not know falls back to the pool."""
     tried: list[str] = []
     email = handoff.owner_email
@@ -155,8 +141,6 @@ def _find_owner(services: Services, handoff: Handoff) -> tuple[str, SlackPerson]
             return email, person
         tried.append(email)
         with services.db.session() as session:
-            lead = session.get(Lead, handoff.lead_id)
-            assert lead is not None
             rotation = routing_store.positions(
                 session, [r.key for r in services.definition.handoff.routing]
             )
@@ -260,7 +244,7 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
     handoff, lead, detail = loaded
     if handoff.status != HandoffStatus.OPEN:
         return {"skipped": f"handoff is {handoff.status}"}
-    email, person = _find_owner(services, handoff)  # may fall back to the pool
+    email, person = _find_owner(services, handoff, lead)  # may fall back to the pool
     handoff.owner_user_id = person.user_id
     model = build_model(services.definition, handoff, lead, detail, person.tz)
     result = post_to_user(
@@ -273,13 +257,15 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
 def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
     """Re-render a posted card in place (after a decision or a reassignment)."""
     with services.db.session() as session:
-        handoff = session.get(Handoff, item.payload["handoff_id"])
-        if handoff is None:
+        loaded = _load_card(session, item.payload["handoff_id"])
+        if loaded is None:
             raise Permanent("handoff no longer exists")
+        handoff, lead, detail = loaded
         if not handoff.channel or not handoff.ts:
             raise Retry(_CARD_NOT_POSTED_YET, "card not posted yet")
-        tz = _owner_tz(services, handoff.owner_email)
-        model = card_model(session, services.definition, handoff, owner_tz=tz)
+        reassigned_to = _reassigned_to(session, handoff)
+    tz = _owner_tz(services, handoff.owner_email)
+    model = build_model(services.definition, handoff, lead, detail, tz, reassigned_to)
     services.slack.chat_update(
         channel=handoff.channel, ts=handoff.ts, text=fallback_text(model), blocks=build_card(model)
     )
