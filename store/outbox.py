@@ -86,6 +86,20 @@ _DUE = and_(
 _OF_KINDS = _outbox.c.kind.in_(bindparam("kinds", expanding=True))
 
 
+def _lease(*conditions: Any) -> Any:
+    """UPDATE the rows matching `conditions` to a lease (one more attempt), RETURNING them."""
+    return (
+        update(Outbox)
+        .where(*conditions)
+        .values(
+            lease_until=bindparam("lease_until", type_=_outbox.c.lease_until.type),
+            attempts=Outbox.attempts + 1,
+        )
+        .returning(Outbox)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _claim_statement(dialect: str, with_kinds: bool) -> Any:
     due = and_(_DUE, _OF_KINDS) if with_kinds else _DUE
     candidates = (
@@ -96,16 +110,7 @@ def _claim_statement(dialect: str, with_kinds: bool) -> Any:
     )
     if dialect == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
-    return (
-        update(Outbox)
-        .where(Outbox.id.in_(candidates), due)  # type: ignore[union-attr]
-        .values(
-            lease_until=bindparam("lease_until", type_=_outbox.c.lease_until.type),
-            attempts=Outbox.attempts + 1,
-        )
-        .returning(Outbox)
-        .execution_options(synchronize_session=False)
-    )
+    return _lease(Outbox.id.in_(candidates), due)  # type: ignore[union-attr]
 
 
 _CLAIM = {
@@ -138,19 +143,10 @@ def claim_due(
     return sorted(claimed, key=lambda item: (item.next_attempt_at, item.id))
 
 
-_CLAIM_NEW = (
-    update(Outbox)
-    .where(
-        _outbox.c.handoff_id.in_(bindparam("handoff_ids", expanding=True)),
-        _outbox.c.kind == bindparam("b_kind"),
-        _DUE,
-    )
-    .values(
-        lease_until=bindparam("lease_until", type_=_outbox.c.lease_until.type),
-        attempts=Outbox.attempts + 1,
-    )
-    .returning(Outbox)
-    .execution_options(synchronize_session=False)
+_CLAIM_NEW = _lease(
+    _outbox.c.handoff_id.in_(bindparam("handoff_ids", expanding=True)),
+    _outbox.c.kind == bindparam("b_kind"),
+    _DUE,
 )
 
 
