@@ -83,6 +83,9 @@ _KNOWN = select(
 ).where(_lead.c.external_id.in_(bindparam("ids", expanding=True)))
 
 
+_MAX_ID = select(func.max(_lead.c.id))
+
+
 def known_leads(session: Session, external_ids: Iterable[str]) -> dict[str, KnownLead]:
     ids = list(set(external_ids))
     found: dict[str, KnownLead] = {}
@@ -106,25 +109,17 @@ def insert_leads(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     connection = session.connection()
     sequential = connection.dialect.name == "sqlite" and "id" not in rows[0]
     if sequential:
-        before = session.scalar(select(func.max(_lead.c.id))) or 0
+        before = session.scalar(_MAX_ID) or 0
     _insert_many(connection, _lead, rows)
     if sequential:
         # SQLite gives each new row max(id) + 1, in order, while this transaction
         # holds the write lock; when the ids moved by exactly len(rows), they are
         # before + 1 ... before + n (else, past the largest id, read them back).
-        after = session.scalar(select(func.max(_lead.c.id))) or 0
+        after = session.scalar(_MAX_ID) or 0
         if after - before == len(rows):
             return list(range(before + 1, after + 1))
-    external_ids = [row["external_id"] for row in rows]
-    ids: dict[str, int] = {}
-    for start in range(0, len(external_ids), 500):  # stay under SQLite's bound-parameter limit
-        rows_found = session.execute(
-            select(_lead.c.external_id, _lead.c.id).where(
-                _lead.c.external_id.in_(external_ids[start : start + 500])
-            )
-        )
-        ids.update((external_id, id_) for external_id, id_ in rows_found)
-    return [ids[external_id] for external_id in external_ids]
+    stored = known_leads(session, (row["external_id"] for row in rows))
+    return [stored[row["external_id"]].id for row in rows]
 
 
 def update_leads(session: Session, rows: Sequence[dict[str, Any]]) -> None:
