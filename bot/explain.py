@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.definition import Condition, Definition, Signal
+from bot.definition import ACTION_WORDS, Condition, Definition, Signal
 from bot.judge import Verdict
 from bot.leads import LeadIn
 
@@ -95,7 +95,7 @@ def describe_definition(definition: Definition) -> str:
         lines.append(
             f"  {reason.id}: {reason.label}"
             + (f" (points at: {target})" if target else "")
-            + f"; {'back to nurture' if reason.action == 'recycle' else 'disqualified'}"
+            + f"; {ACTION_WORDS[reason.action]}"
             + ("; a note is required" if reason.note_required else "")
         )
     lines.append(
