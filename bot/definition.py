@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from bot.blocks.common import CHECKBOX_OPTIONS, GROUP_OPTIONS, OPTION_TEXT, OPTION_VALUE
 from bot.calendar import (
     BusinessCalendar,
     BusinessDuration,
@@ -33,12 +35,35 @@ from bot.calendar import (
     parse_schedule,
 )
 from bot.leads import TOP_LEVEL_FIELDS
+from store.models import Handoff
 
 OPERATORS = ("between", "in", "not_in", "equals", "gte", "lte", "matches")
 ACTIONS = ("recycle", "disqualify")
+# Where a rejected lead goes, in the words the reject menu and `definition show` use.
+ACTION_WORDS = {"recycle": "back to nurture", "disqualify": "disqualified"}
+# What a rejection reason points at; the reject menu has one option group per kind.
+REASON_GROUPS = ("fit", "commercial", "other")
+# A handoff stores the rejection reason's id in a column this wide (VARCHAR on PostgreSQL).
+REASON_ID_COLUMN = Handoff.__table__.c.reason_id.type.length  # type: ignore[attr-defined]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)\s*%$")
+# Slack channel names: no spaces, at most 80 characters (a channel id fits too).
+_CHANNEL = re.compile(r"^#?[^\s#]{1,80}$")
+
+
+def reason_choice(label: str, action: str) -> str:
+    """How the reject menu offers a reason: its label and where the lead goes."""
+    return f"{label} → {ACTION_WORDS.get(action, action)}"
+
+
+def reason_group(criterion: str | None, fit: Iterable[str], commercial: Iterable[str]) -> str:
+    """What a rejection reason points at: fit, commercial or other."""
+    if criterion in fit:
+        return "fit"
+    if criterion in commercial:
+        return "commercial"
+    return "other"
 
 
 class DefinitionError(ValueError):
@@ -294,11 +319,15 @@ class Definition:
 
     def points_at(self, reason: Reason) -> str:
         """What a rejection reason points at: fit, commercial or other."""
-        if reason.criterion in {c.id for c in self.fit}:
-            return "fit"
-        if reason.criterion in {c.id for c in self.commercial}:
-            return "commercial"
-        return "other"
+        return reason_group(reason.criterion, self._fit_ids, self._commercial_ids)
+
+    @cached_property
+    def _fit_ids(self) -> frozenset[str]:
+        return frozenset(c.id for c in self.fit)
+
+    @cached_property
+    def _commercial_ids(self) -> frozenset[str]:
+        return frozenset(c.id for c in self.commercial)
 
     def manager_of(self, rep_email: str | None) -> str | None:
         return self.handoff.managers.get((rep_email or "").lower())
@@ -364,6 +393,25 @@ class _Reader:
         value = self.text(node, path)
         if value is not None and not _ID.match(value):
             self.problem(path, f"expected an id of lower-case letters, digits and _, got '{value}'")
+            return None
+        return value
+
+    def at_most(self, value: str | None, path: str, limit: int, why: str) -> str | None:
+        """Refuse text longer than what Slack (or the store) takes: cut, it would break.
+
+        The value is kept, so what refers to it (a reason's criterion) adds no problem."""
+        if value is not None and len(value) > limit:
+            self.problem(path, f"at most {limit} characters ({why}), got {len(value)}")
+        return value
+
+    def channel(self, node: Any, path: str) -> str | None:
+        value = self.text(node, path)
+        if value is not None and not _CHANNEL.match(value):
+            self.problem(
+                path,
+                "expected a Slack channel like #marketing or an id "
+                f"(no spaces, at most 80 characters), got '{value}'",
+            )
             return None
         return value
 
@@ -583,14 +631,31 @@ def _thresholds(r: _Reader, node: Any) -> Thresholds | None:
 
 
 def _commercial(r: _Reader, node: Any) -> tuple[CommercialItem, ...]:
+    """The card's checkboxes: each id is an option's value, each label its text."""
     items = []
-    for i, item in enumerate(r.sequence(node or [], "commercial", non_empty=False)):
+    nodes = r.sequence(node or [], "commercial", non_empty=False)
+    if len(nodes) > CHECKBOX_OPTIONS:
+        r.problem(
+            "commercial",
+            f"at most {CHECKBOX_OPTIONS} items (Slack's checkbox limit), got {len(nodes)}",
+        )
+    for i, item in enumerate(nodes):
         path = f"commercial[{i}]"
         data = r.mapping(item, path, required=("id", "label"))
         if data is None:
             continue
-        item_id = r.identifier(data.get("id"), _join(path, "id"))
-        label = r.text(data.get("label"), _join(path, "label"))
+        item_id = r.at_most(
+            r.identifier(data.get("id"), _join(path, "id")),
+            _join(path, "id"),
+            OPTION_VALUE,
+            "Slack's option value limit",
+        )
+        label = r.at_most(
+            r.text(data.get("label"), _join(path, "label")),
+            _join(path, "label"),
+            OPTION_TEXT,
+            "Slack's option text limit",
+        )
         if item_id and label:
             items.append(CommercialItem(item_id, label))
     return tuple(items)
@@ -631,7 +696,7 @@ def _sla(r: _Reader, node: Any) -> Sla | None:
     escalate_at = r.fraction(data.get("escalate_at", "100%"), "handoff.sla.escalate_at")
     channel = None
     if data.get("escalation_channel") is not None:
-        channel = r.text(data["escalation_channel"], "handoff.sla.escalation_channel")
+        channel = r.channel(data["escalation_channel"], "handoff.sla.escalation_channel")
     if within is None or hours is None or escalate_at is None:
         return None
     return Sla(within, hours, tuple(holidays), tuple(sorted(set(remind_at))), escalate_at, channel)
@@ -699,8 +764,22 @@ def _handoff(r: _Reader, node: Any) -> HandoffRules | None:
     return HandoffRules(required, sla, routing, managers)
 
 
-def _reasons(r: _Reader, node: Any, criteria: list[str]) -> tuple[Reason, ...]:
+# A reason id is the value of an option in the reject menu, then a stored column.
+_REASON_ID_LIMIT, _REASON_ID_WHY = (
+    (OPTION_VALUE, "Slack's option value limit")
+    if OPTION_VALUE <= REASON_ID_COLUMN
+    else (REASON_ID_COLUMN, "the longest reason id a handoff can store")
+)
+_GROUP_WORDS = {
+    "fit": "point at fit criteria",
+    "commercial": "point at commercial items",
+    "other": "point at no criterion",
+}
+
+
+def _reasons(r: _Reader, node: Any, fit: list[str], commercial: list[str]) -> tuple[Reason, ...]:
     reasons = []
+    criteria = fit + commercial
     for i, item in enumerate(r.sequence(node, "reasons")):
         path = f"reasons[{i}]"
         data = r.mapping(
@@ -708,8 +787,24 @@ def _reasons(r: _Reader, node: Any, criteria: list[str]) -> tuple[Reason, ...]:
         )
         if data is None:
             continue
-        reason_id = r.identifier(data.get("id"), _join(path, "id"))
+        reason_id = r.at_most(
+            r.identifier(data.get("id"), _join(path, "id")),
+            _join(path, "id"),
+            _REASON_ID_LIMIT,
+            _REASON_ID_WHY,
+        )
         label = r.text(data.get("label"), _join(path, "label"))
+        action = data.get("action")
+        if label and action in ACTIONS:
+            # The menu shows "<label> → <where the lead goes>" as one option text.
+            added = len(reason_choice("", action))
+            label = r.at_most(
+                label,
+                _join(path, "label"),
+                OPTION_TEXT - added,
+                f"Slack's option text limit is {OPTION_TEXT} and the reject menu adds "
+                f"'{reason_choice('', action)}'",
+            )
         criterion = None
         if data.get("criterion") is not None:
             criterion = r.text(data["criterion"], _join(path, "criterion"))
@@ -718,12 +813,19 @@ def _reasons(r: _Reader, node: Any, criteria: list[str]) -> tuple[Reason, ...]:
                     _join(path, "criterion"),
                     f"no criterion '{criterion}'" + _did_you_mean(criterion, criteria),
                 )
-        action = data.get("action")
         if action is not None and action not in ACTIONS:
             r.problem(_join(path, "action"), f"expected recycle or disqualify, got {_kind(action)}")
         note_required = r.boolean(data.get("note_required"), _join(path, "note_required"))
         if reason_id and label and action in ACTIONS:
             reasons.append(Reason(reason_id, label, criterion, action, note_required))
+    groups = Counter(reason_group(reason.criterion, fit, commercial) for reason in reasons)
+    for group in REASON_GROUPS:
+        if groups[group] > GROUP_OPTIONS:
+            r.problem(
+                "reasons",
+                f"at most {GROUP_OPTIONS} reasons may {_GROUP_WORDS[group]} (Slack's limit of "
+                f"options in one group of the reject menu), got {groups[group]}",
+            )
     return tuple(reasons)
 
 
@@ -731,7 +833,7 @@ def _digest(r: _Reader, node: Any) -> DigestConfig | None:
     data = r.mapping(node, "digest", required=("channel", "schedule"))
     if data is None:
         return None
-    channel = r.text(data.get("channel"), "digest.channel")
+    channel = r.channel(data.get("channel"), "digest.channel")
     schedule = r.parsed(parse_schedule, data.get("schedule"), "digest.schedule")
     return DigestConfig(channel, schedule) if channel and schedule else None
 
@@ -791,8 +893,7 @@ def parse_definition(data: Any, *, source: str = "<definition>") -> Definition:
     thresholds = _thresholds(r, top.get("thresholds"))
     commercial = _commercial(r, top.get("commercial"))
     handoff = _handoff(r, top.get("handoff"))
-    criteria = [c.id for c in fit] + [c.id for c in commercial]
-    reasons = _reasons(r, top.get("reasons"), criteria)
+    reasons = _reasons(r, top.get("reasons"), [c.id for c in fit], [c.id for c in commercial])
     digest = _digest(r, top.get("digest"))
     target = _target(r, top.get("target"))
 

@@ -7,9 +7,10 @@ read from here, so sales and marketing see one wording of one contract.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from bot.definition import Condition, Definition, Signal
-from bot.judge import Verdict
+from bot.definition import ACTION_WORDS, Condition, Definition, Signal
+from bot.judge import CriterionResult, Verdict
 from bot.leads import LeadIn
 
 
@@ -95,7 +96,7 @@ def describe_definition(definition: Definition) -> str:
         lines.append(
             f"  {reason.id}: {reason.label}"
             + (f" (points at: {target})" if target else "")
-            + f"; {'back to nurture' if reason.action == 'recycle' else 'disqualified'}"
+            + f"; {ACTION_WORDS[reason.action]}"
             + ("; a note is required" if reason.note_required else "")
         )
     lines.append(
@@ -158,3 +159,84 @@ def explain_verdict(
     if definition.commercial and verdict.qualified:
         lines.append("The rep confirms: " + "; ".join(item.label for item in definition.commercial))
     return "\n".join(lines)
+
+
+# --- why a lead was not handed off, in one line --------------------------------------------
+
+_VALUE_CHARS = 40  # a lead's value quoted in a one-line answer
+_IGNORED_SHOWN = 3
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 1] + "…"
+
+
+def _failed(criterion: CriterionResult, fields: dict[str, str]) -> str:
+    seen = "missing" if criterion.missing else _short(criterion.value)
+    return (
+        f"{criterion.id} ({fields.get(criterion.id, criterion.id)} {seen}, needs {criterion.label})"
+    )
+
+
+def why_not_handed_off(verdict: Verdict, definition: Definition) -> str:
+    """What kept a lead from sales, in short: the criteria it failed (with the value
+    seen), its points against the threshold (and the signals not counted), the fields
+    missing. `fit failed: size (employees 20, needs 50-5000 employees); intent 30 of
+    50 points; missing: company`. Empty when the verdict itself was ready."""
+    parts = []
+    failed = [c for c in verdict.criteria if not c.passed]
+    if failed:
+        fields = {c.id: c.condition.field for c in definition.fit}
+        parts.append("fit failed: " + ", ".join(_failed(c, fields) for c in failed))
+    if verdict.score < verdict.mql:
+        intent = f"intent {verdict.score} of {verdict.mql} points"
+        if verdict.ignored:
+            shown = [f"{i.name} {i.why}" for i in verdict.ignored[:_IGNORED_SHOWN]]
+            more = len(verdict.ignored) - len(shown)
+            intent += (
+                " (not counted: " + ", ".join(shown) + (f", {more} more" if more else "") + ")"
+            )
+        parts.append(intent)
+    if verdict.missing:
+        parts.append("missing: " + ", ".join(verdict.missing))
+    return "; ".join(parts)
+
+
+# --- a stored verdict, line by line (`handoff lead ID`) -------------------------------------
+
+
+def stored_verdict_lines(detail: dict[str, Any], definition: Definition | None) -> list[str]:
+    """Every criterion with the value seen and pass/fail, every signal counted with its
+    points, every signal not counted with the reason, from a verdict's stored detail.
+
+    Labels come from `definition` when the verdict was judged under it; an older
+    verdict names its criteria and signals by id (the ids are what it stored)."""
+    fit = {c.id: c for c in definition.fit} if definition else {}
+    signals = definition.intent.by_id if definition else {}
+    lines = []
+    for criterion in detail.get("criteria") or []:
+        known = fit.get(criterion.get("id"))
+        seen = "missing" if criterion.get("missing") else _short(criterion.get("value"))
+        mark = "✓ {} passed" if criterion.get("passed") else "✗ {} failed"
+        line = mark.format(criterion.get("id")) + ": "
+        if known:
+            line += f"{known.condition.field} {seen} (needs {known.label})"
+        else:
+            line += seen
+        lines.append(line)
+    for signal in detail.get("signals") or []:
+        known_signal = signals.get(signal.get("id"))
+        count = signal.get("count") or 1
+        points, uncapped = signal.get("points", 0), signal.get("uncapped")
+        lines.append(
+            f"{points:+d} {signal.get('id')}"
+            + (f" ×{count}" if count > 1 else "")
+            + (f" ({known_signal.label})" if known_signal else "")
+            + (f", capped from {uncapped:+d}" if uncapped not in (None, points) else "")
+        )
+    for ignored in detail.get("ignored") or []:
+        lines.append(
+            f"not counted: {ignored.get('name')} at {ignored.get('at')} ({ignored.get('why')})"
+        )
+    return lines

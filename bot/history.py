@@ -7,12 +7,14 @@ not a reconstruction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from bot.definition import Definition
+from bot.explain import stored_verdict_lines
 from store.db import Database
 from store.models import Audit, Handoff, Lead, Outbox, SlaTimer, TimerStatus, Verdict
 
@@ -23,6 +25,7 @@ class Event:
     order: int
     what: str
     detail: str
+    lines: tuple[str, ...] = field(default=(), compare=False)  # printed under the event
 
 
 def _describe_audit(row: Audit) -> str:
@@ -43,24 +46,39 @@ def _describe_audit(row: Audit) -> str:
     return f"by {row.actor}: {text}"
 
 
-def lead_story(db: Database, external_id: str) -> tuple[Lead, list[Event]] | None:
+def _verdict_event(verdict: Verdict, definition: Definition | None) -> Event:
+    """The verdict's outcome on one line, then every criterion and signal under it."""
+    detail = verdict.detail or {}
+    outcome = "qualified" if verdict.qualified else "not qualified"
+    if not verdict.fit_passed:
+        outcome += ": fit failed"
+    mql = detail.get("mql")
+    points = f"{verdict.score} of {mql} points" if mql is not None else f"{verdict.score} points"
+    missing = f", missing {', '.join(verdict.missing)}" if verdict.missing else ""
+    # Labels only from the definition this verdict was judged under: another one may
+    # have changed what a criterion means.
+    same = definition is not None and definition.fingerprint == verdict.definition_fingerprint
+    return Event(
+        verdict.judged_at,
+        0,
+        "judged",
+        f"{outcome}, {points}{missing} (definition v{verdict.definition_version})",
+        tuple(stored_verdict_lines(detail, definition if same else None)),
+    )
+
+
+def lead_story(
+    db: Database, external_id: str, definition: Definition | None = None
+) -> tuple[Lead, list[Event]] | None:
+    """The lead and its events; `definition` lends its labels to the verdicts it judged."""
     with db.session() as session:
         lead = session.scalars(select(Lead).where(Lead.external_id == external_id)).first()
         if lead is None:
             return None
-        events: list[Event] = []
-        for verdict in session.scalars(select(Verdict).where(Verdict.lead_id == lead.id)):
-            outcome = "qualified" if verdict.qualified else "not qualified"
-            missing = f", missing {', '.join(verdict.missing)}" if verdict.missing else ""
-            events.append(
-                Event(
-                    verdict.judged_at,
-                    0,
-                    "judged",
-                    f"{outcome}, {verdict.score} points{missing} "
-                    f"(definition v{verdict.definition_version})",
-                )
-            )
+        events: list[Event] = [
+            _verdict_event(verdict, definition)
+            for verdict in session.scalars(select(Verdict).where(Verdict.lead_id == lead.id))
+        ]
         for row in session.scalars(select(Audit).where(Audit.lead_id == lead.id)):
             events.append(Event(row.at, 1, row.action.replace("_", " "), _describe_audit(row)))
         handoff_ids = list(session.scalars(select(Handoff.id).where(Handoff.lead_id == lead.id)))
@@ -94,4 +112,5 @@ def render_story(lead: Lead, events: list[Event]) -> str:
     for event in events:
         stamp = event.at.strftime("%Y-%m-%d %H:%M:%S UTC")
         lines.append(f"{stamp}  {event.what:<14} {event.detail}")
+        lines += [f"{'':<{len(stamp) + 17}}{line}" for line in event.lines]
     return "\n".join(lines)

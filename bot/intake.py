@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.definition import Definition
+from bot.explain import why_not_handed_off
 from bot.handoffs import CARD, NewHandoff, open_handoffs
 from bot.judge import Verdict, judge
 from bot.leads import LeadIn
@@ -43,6 +44,18 @@ NO_OWNER = "no_owner"
 _SETTLED = {LeadStatus.HANDED_OFF, LeadStatus.ACCEPTED, LeadStatus.DISQUALIFIED}
 _RETRIES = 5
 
+# Why a lead was not handed off when its verdict is not the reason.
+_SAME_AS_BEFORE = "sent before with the same data: nothing to judge again"
+_QUALIFIED_BEFORE = "qualified before this update: only a newly qualified lead is handed off"
+_ALREADY = {
+    status: f"already {words}: judged again and kept, not handed off again"
+    for status, words in (
+        (LeadStatus.HANDED_OFF, "with sales"),
+        (LeadStatus.ACCEPTED, "accepted by sales"),
+        (LeadStatus.DISQUALIFIED, "disqualified"),
+    )
+}
+
 
 @dataclass(frozen=True)
 class LeadOutcome:
@@ -51,8 +64,17 @@ class LeadOutcome:
     score: int = 0
     qualified: bool = False
     owner: str | None = None
-    why: str | None = None
+    why: str | None = None  # how it was routed, or why it was not handed off
     missing: tuple[str, ...] = field(default_factory=tuple)
+    # A lead the verdict kept from sales keeps the verdict, and the sentence is
+    # written only when asked for (`explain`): an import never needs it.
+    verdict: Verdict | None = field(default=None, repr=False, compare=False)
+    definition: Definition | None = field(default=None, repr=False, compare=False)
+
+    def explain(self) -> str | None:
+        if self.why or self.verdict is None or self.definition is None:
+            return self.why
+        return why_not_handed_off(self.verdict, self.definition) or None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -63,8 +85,9 @@ class LeadOutcome:
         }
         if self.owner:
             data["owner"] = self.owner
-        if self.why:
-            data["why"] = self.why
+        why = self.explain()
+        if why:
+            data["why"] = why
         if self.missing:
             data["missing"] = list(self.missing)
         return data
@@ -215,11 +238,13 @@ class Intake:
             payload_hash = lead.payload_hash()
             previous = known.get(lead.id)
             if previous is not None and previous.payload_hash == payload_hash:
-                outcomes[i] = LeadOutcome(lead.id, UNCHANGED)
+                outcomes[i] = LeadOutcome(lead.id, UNCHANGED, why=_SAME_AS_BEFORE)
                 continue
             verdict = judge(lead, definition, now)
+            why = None
             if previous is not None and previous.status in _SETTLED:
                 status, outcome = previous.status, UPDATED
+                why = _ALREADY[previous.status]
             elif verdict.ready and not (previous is not None and previous.ready):
                 status, outcome = LeadStatus.HANDED_OFF, HANDED_OFF
                 to_route.append(i)
@@ -227,8 +252,17 @@ class Intake:
                 status, outcome = LeadStatus.MISSING_CONTEXT, MISSING_CONTEXT
             else:
                 status, outcome = LeadStatus.NURTURE, NURTURE
+                if verdict.ready:
+                    why = _QUALIFIED_BEFORE
             outcomes[i] = LeadOutcome(
-                lead.id, outcome, verdict.score, verdict.qualified, missing=verdict.missing
+                lead.id,
+                outcome,
+                verdict.score,
+                verdict.qualified,
+                why=why,
+                missing=verdict.missing,
+                verdict=verdict,
+                definition=definition,
             )
             values = _lead_values(lead)
             values.update(

@@ -13,7 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot import clock, digest, reminders
+from bot import clock, digest, reminders, review
 from bot.services import Services
 
 logger = logging.getLogger(__name__)
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 SLA_SWEEP_JOB = "sla-sweep"
 DIGEST_JOB = "weekly-digest"
 DIGEST_CATCH_UP_JOB = "weekly-digest-catch-up"
+REVIEW_JOB = "definition-review"
+REVIEW_CHECK_HOURS = 1
 
 
 def digest_trigger(services: Services) -> CronTrigger:
@@ -59,6 +61,15 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     scheduler.add_job(
         digest.catch_up,
         id=DIGEST_CATCH_UP_JOB,
+        args=[services],
+        next_run_time=now,
+        replace_existing=True,
+    )
+    # At start too: a review date passed while the process was down goes out now.
+    scheduler.add_job(
+        review.run_due,
+        IntervalTrigger(hours=REVIEW_CHECK_HOURS),
+        id=REVIEW_JOB,
         args=[services],
         next_run_time=now,
         replace_existing=True,

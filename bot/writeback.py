@@ -13,16 +13,35 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import select
+from sqlmodel import Session
 
 from bot.decisions import NOTE_LIMIT
 from bot.delivery import Permanent, Retry, sender
 from bot.services import Services
 from bot.settings import secret
 from bot.signing import intake_signature
-from store.models import Handoff, HandoffStatus, Lead, Outbox
+from store.models import Handoff, HandoffStatus, Lead, Outbox, Verdict
 
 # hs_lead_status values HubSpot ships with.
 HUBSPOT_STATUS = {"accepted": "IN_PROGRESS", "recycle": "OPEN", "disqualify": "UNQUALIFIED"}
+
+
+def _handed_off_under(session: Session, handoff: Handoff) -> int | None:
+    """The definition version of the verdict that handed the lead to sales: the lead's
+    last verdict at the first handoff of the chain (a reassignment judges nothing)."""
+    first = handoff
+    while first.previous_id is not None:
+        previous = session.get(Handoff, first.previous_id)
+        if previous is None:
+            break
+        first = previous
+    return session.scalars(
+        select(Verdict.definition_version)
+        .where(Verdict.lead_id == handoff.lead_id, Verdict.judged_at <= first.assigned_at)
+        .order_by(Verdict.judged_at.desc(), Verdict.id.desc())
+        .limit(1)
+    ).first()
 
 
 def decision_event(services: Services, handoff_id: int) -> dict[str, Any]:
@@ -30,12 +49,13 @@ def decision_event(services: Services, handoff_id: int) -> dict[str, Any]:
     with services.db.session() as session:
         handoff = session.get(Handoff, handoff_id)
         lead = session.get(Lead, handoff.lead_id) if handoff else None
+        version = _handed_off_under(session, handoff) if handoff else None
     if handoff is None or lead is None:
         raise Permanent("the handoff or its lead no longer exists")
     reason = services.definition.reason(handoff.reason_id) if handoff.reason_id else None
     return {
         "event": f"handoff.{handoff.status}",
-        "definition_version": services.definition.version,
+        "definition_version": version,
         "lead": {
             "id": lead.external_id,
             "email": lead.email,

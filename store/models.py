@@ -319,6 +319,15 @@ class DigestRun(SQLModel, table=True):
     posted_at: datetime | None = _utc_column()
 
 
+class ReviewRun(SQLModel, table=True):
+    """One row per review due date: the primary key makes the owners' reminder once-only."""
+
+    __tablename__ = "review_run"
+
+    due: str = Field(primary_key=True, max_length=10)  # ISO date, "2027-01-30"
+    claimed_at: datetime = _utc_column(nullable=False)
+
+
 class SchemaInfo(SQLModel, table=True):
     __tablename__ = "schema_info"
 

@@ -8,12 +8,16 @@ import threading
 import time
 from datetime import timedelta
 
+from click.testing import CliRunner
 from freezegun import freeze_time
 from sqlalchemy import select
 
 from bot import clock
+from bot.cli import main
 from store.models import Audit, Handoff, Lead, Outbox
-from tests.conftest import lead
+from tests.conftest import DATA, lead
+
+ROOT = DATA.parent.parent
 
 
 def stored(db, model):
@@ -74,6 +78,82 @@ def test_list_of_leads_gets_an_outcome_each(app) -> None:
         ("c", "missing_context"),
         ("a", "unchanged"),
     ]
+
+
+def test_a_lead_not_handed_off_says_why(app) -> None:
+    now = clock.now().replace(microsecond=0)
+    day = timedelta(days=1)
+    small = lead(
+        "small",
+        attributes={"employees": 20, "country": "DE"},
+        signals=[
+            {"name": "webinar", "at": (now - day).isoformat()},
+            {"name": "demo_request", "at": (now - 40 * day).isoformat()},
+            {"name": "pricing_page", "at": (now + 2 * day).isoformat()},
+            {"name": "podcast", "at": (now - day).isoformat()},
+        ],
+    )
+    no_company = lead("no-company", company=None)
+    results = {r["id"]: r for r in app.post_leads([small, no_company]).json()["results"]}
+    assert results["small"] == {
+        "id": "small",
+        "outcome": "nurture",
+        "score": 15,
+        "qualified": False,
+        "why": "fit failed: size (employees 20, needs 50-5000 employees), "
+        "region (country DE, needs AU or NZ); intent 15 of 50 points (not counted: "
+        "demo_request older than 30 days, pricing_page in the future, "
+        "podcast not in the definition)",
+    }
+    assert results["no-company"]["outcome"] == "missing_context"
+    assert results["no-company"]["why"] == "missing: company"
+
+    # Sent again: unchanged says so; changed while with sales says it stays there.
+    ready = lead("ready")
+    assert app.post_leads(ready).json()["results"][0]["outcome"] == "handed_off"
+    again = app.post_leads([small, {**ready, "title": "COO"}]).json()["results"]
+    assert [(r["outcome"], r["why"]) for r in again] == [
+        ("unchanged", "sent before with the same data: nothing to judge again"),
+        ("updated", "already with sales: judged again and kept, not handed off again"),
+    ]
+
+
+def test_handoff_lead_shows_the_whole_verdict(app, db, monkeypatch) -> None:
+    now = clock.now().replace(microsecond=0)
+    day = timedelta(days=1)
+    signals = [
+        *[{"name": "pricing_page", "at": (now - day).isoformat()}] * 4,
+        {"name": "webinar", "at": (now - day).isoformat()},
+        {"name": "demo_request", "at": (now - 40 * day).isoformat()},
+        {"name": "demo_request", "at": (now + 2 * day).isoformat()},
+        {"name": "podcast", "at": (now - day).isoformat()},
+    ]
+    small = lead("small", attributes={"employees": 20, "country": "AU"}, signals=signals)
+    assert app.post_leads(small).json()["results"][0]["outcome"] == "nurture"
+    monkeypatch.setenv("DATABASE_URL", db.url)
+    monkeypatch.setenv("HANDOFF_DEFINITION", str(DATA / "definition.yml"))
+
+    result = CliRunner().invoke(main, ["lead", "small"])
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    judged = next(i for i, line in enumerate(lines) if " judged " in line)
+    assert lines[judged].endswith(
+        "judged         not qualified: fit failed, 45 of 50 points (definition v3)"
+    )
+    assert lines[judged + 1 : judged + 8] == [
+        "✗ size failed: employees 20 (needs 50-5000 employees)",
+        "✓ region passed: country AU (needs AU or NZ)",
+        "+30 pricing_page ×4 (Visited pricing), capped from +40",
+        "+15 webinar (Attended a webinar)",
+        f"not counted: demo_request at {(now - 40 * day).isoformat()} (older than 30 days)",
+        f"not counted: demo_request at {(now + 2 * day).isoformat()} (in the future)",
+        f"not counted: podcast at {(now - day).isoformat()} (not in the definition)",
+    ]
+
+    # Judged under another definition: its labels might not mean the same, so ids only.
+    monkeypatch.setenv("HANDOFF_DEFINITION", str(ROOT / "qualification.yml"))
+    other = CliRunner().invoke(main, ["lead", "small"]).stdout
+    assert "✗ size failed: 20\n" in other and "+15 webinar\n" in other
 
 
 def test_bad_signature_is_refused_and_nothing_stored(app, db) -> None:

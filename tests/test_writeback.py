@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from click.testing import CliRunner
 from freezegun import freeze_time
 from sqlalchemy import select
@@ -17,6 +19,7 @@ from sqlalchemy import select
 from bot import clock
 from bot.blocks.card import ACCEPT
 from bot.cli import main
+from bot.definition import parse_definition
 from bot.signing import intake_signature
 from store.models import Handoff, Outbox
 from tests.conftest import lead
@@ -98,6 +101,28 @@ def test_webhook_is_signed_and_retried_after_500_and_429(app_factory, db, fake_s
     event = json.loads(last.content)
     assert event["event"] == "handoff.accepted"
     assert event["lead"]["id"] == "crm-1" and event["handoff"]["owner"] == "rep1@example.com"
+
+
+def test_webhook_names_the_definition_the_lead_was_judged_under(
+    app_factory, db, fake_slack, definition
+):
+    upstream = Upstream()
+    webhook = {"handoff_webhook_url": WEBHOOK_URL, "handoff_webhook_secret": WEBHOOK_SECRET}
+    start(app_factory, db, upstream, **webhook)  # handed off under version 3
+    assert definition.version == 3
+    # The file moves on to version 4 and the app restarts before the rep decides.
+    data = yaml.safe_load(Path(definition.source).read_text())
+    data["version"] = 4
+    newer = parse_definition(data)
+    app = app_factory(db, defn=newer, **webhook)
+    app.services.http = httpx.Client(transport=httpx.MockTransport(upstream))
+    # An update while with sales is judged again, under 4, but hands nothing off.
+    updated = app.post_leads(lead("crm-1", title="COO")).json()["results"][0]
+    assert updated["outcome"] == "updated"
+    accept(app, db)
+    app.drain()
+    [request] = upstream.requests
+    assert json.loads(request.content)["definition_version"] == 3
 
 
 def test_hubspot_gets_the_rejection_on_the_contact(app_factory, db, fake_slack):
@@ -186,7 +211,7 @@ def test_lead_history_tells_the_whole_story(app_factory, db, fake_slack, cli_env
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Lead crm-1: Acme <crm-1@acme.example>, status accepted")
-    kinds = [line.split()[3] for line in lines[1:]]
+    kinds = [line.split()[3] for line in lines[1:] if not line.startswith(" ")]  # not details
     assert kinds[:2] == ["judged", "handed"]
     assert "accepted" in kinds and "webhook" in kinds and "handoff" in kinds  # the card
     assert "definition v3" in lines[1]

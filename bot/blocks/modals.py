@@ -9,7 +9,7 @@ from bot.blocks.common import (
     plain,
     section,
 )
-from bot.definition import Definition
+from bot.definition import Definition, reason_choice
 
 REJECT_VIEW = "handoff_reject_view"
 REASSIGN_VIEW = "handoff_reassign_view"
@@ -18,10 +18,6 @@ NOTE_BLOCK = NOTE_ACTION = "note"
 ASSIGNEE_BLOCK = ASSIGNEE_ACTION = "assignee"
 
 _GROUPS = (("fit", "Fit: the account"), ("commercial", "Commercial: the deal"), ("other", "Other"))
-
-
-def _outcome(action: str) -> str:
-    return "back to nurture" if action == "recycle" else "disqualified"
 
 
 def _modal(callback_id: str, title: str, submit: str, metadata: str, blocks: list[Block]) -> Block:
@@ -41,7 +37,7 @@ def reject_modal(definition: Definition, handoff_id: int, lead_label: str) -> Bl
     groups = []
     for group, group_label in _GROUPS:
         options = [
-            option(f"{reason.label} → {_outcome(reason.action)}", reason.id)
+            option(reason_choice(reason.label, reason.action), reason.id)
             for reason in definition.reasons
             if definition.points_at(reason) == group
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bot.cli.base import Env, fail, main, pass_env
+from bot.definition import Definition, DefinitionError, load_definition
 from bot.history import lead_story, render_story
 
 
@@ -13,7 +14,15 @@ from bot.history import lead_story, render_story
 @pass_env
 def lead(env: Env, lead_id: str) -> None:
     """Print everything that happened to one lead, in time order."""
-    story = lead_story(env.db, lead_id)
+    story = lead_story(env.db, lead_id, _labels(env))
     if story is None:
         fail(f"no lead with id '{lead_id}'")
     click.echo(render_story(*story))
+
+
+def _labels(env: Env) -> Definition | None:
+    """The definition, for its labels; the story is told from the database without it."""
+    try:
+        return load_definition(env.settings.handoff_definition)
+    except (DefinitionError, OSError):
+        return None

@@ -1,0 +1,168 @@
+"""Review reminders: every `review_every_days`, both owners of the definition hear that it
+is due for review, with what happened since the last one.
+
+Due dates count from `reviewed_on` (else from the day the first lead arrived) in the
+definition's time zone. A due date is claimed by its row in `review_run` (a primary
+key, so with several processes one insert wins) and the owners' DMs are queued in the
+outbox in the same transaction. The scheduler checks at start and every hour, so a
+date that passed while the app was down is sent on the next start (the latest only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from bot import clock
+from bot.blocks.review import review_blocks, review_text
+from bot.cards import post_to_user
+from bot.definition import Definition
+from bot.delivery import Permanent, sender
+from bot.digest import Window, build_digest
+from bot.services import Services
+from store import outbox
+from store.db import Database
+from store.models import Lead, Outbox, ReviewRun
+
+logger = logging.getLogger(__name__)
+
+REVIEW = "review_reminder"
+
+
+@dataclass(frozen=True)
+class CriterionRejections:
+    """Rejections whose reasons point at one criterion (None: at no criterion)."""
+
+    criterion: str | None
+    count: int
+    reasons: tuple[tuple[str, int], ...]  # (reason label, count), most first
+
+
+@dataclass(frozen=True)
+class Review:
+    """What the owners are told: the definition is due, and the evidence since `since`."""
+
+    version: int
+    due: date
+    since: date
+    recorded: bool  # `since` is the recorded `reviewed_on`, not the first lead's day
+    every_days: int
+    handed_off: int
+    accepted: int
+    rejected: int
+    accept_rate: float | None
+    by_criterion: tuple[CriterionRejections, ...]
+
+
+def _start_of(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+
+
+def last_review(db: Database, definition: Definition) -> date | None:
+    """`reviewed_on`, else the day the first lead arrived (None before any lead)."""
+    if definition.reviewed_on is not None:
+        return definition.reviewed_on
+    with db.session() as session:
+        first = session.scalar(select(func.min(Lead.created_at)))
+    return first.astimezone(definition.timezone).date() if first else None
+
+
+def due_date(definition: Definition, since: date, now: datetime) -> date | None:
+    """The latest review date on or before today (in the definition's zone), if any."""
+    today = now.astimezone(definition.timezone).date()
+    periods = (today - since).days // definition.review_every_days
+    if periods < 1:
+        return None
+    return since + timedelta(days=periods * definition.review_every_days)
+
+
+def gather(db: Database, definition: Definition, since: date, due: date, now: datetime) -> Review:
+    """The evidence since the last review, counted as the digest counts it."""
+    zone = definition.timezone
+    digest = build_digest(db, definition, Window(_start_of(since, zone), now, f"since {since}"))
+    grouped: dict[str | None, list[tuple[str, int]]] = defaultdict(list)
+    for line in digest.reasons:
+        grouped[line.criterion].append((line.label, line.count))
+    by_criterion = sorted(
+        (
+            CriterionRejections(criterion, sum(count for _, count in reasons), tuple(reasons))
+            for criterion, reasons in grouped.items()
+        ),
+        key=lambda group: (-group.count, group.criterion is None, group.criterion or ""),
+    )
+    return Review(
+        version=definition.version,
+        due=due,
+        since=since,
+        recorded=definition.reviewed_on is not None,
+        every_days=definition.review_every_days,
+        handed_off=digest.handed_off,
+        accepted=digest.accepted,
+        rejected=digest.rejected,
+        accept_rate=digest.accept_rate,
+        by_criterion=tuple(by_criterion),
+    )
+
+
+def run_due(services: Services, *, now: datetime | None = None) -> bool:
+    """The scheduler's job: queue the owners' reminder for the latest due date, once.
+
+    Nothing before Handoff stored its first lead ahead of that date: a fresh install
+    has no evidence to show, and its owners have just written the definition."""
+    now = now or clock.now()
+    definition = services.definition
+    since = last_review(services.db, definition)
+    due = due_date(definition, since, now) if since else None
+    if since is None or due is None:
+        return False
+    with services.db.session() as session:
+        if session.get(ReviewRun, due.isoformat()) is not None:
+            return False
+        in_use = session.scalar(
+            select(Lead.id).where(Lead.created_at < _start_of(due, definition.timezone)).limit(1)
+        )
+    if in_use is None:
+        return False
+    return post_review(services, gather(services.db, definition, since, due, now), now=now)
+
+
+def post_review(services: Services, review: Review, *, now: datetime) -> bool:
+    """Claim the due date and queue a DM to each owner; False when already claimed."""
+    owners = services.definition.owners
+    recipients = {owners.marketing: "marketing", owners.sales: "sales"}  # one DM if one person
+    text, blocks = review_text(review), review_blocks(review)
+    try:
+        with services.db.transaction() as session:
+            session.add(ReviewRun(due=review.due.isoformat(), claimed_at=now))
+            session.flush()
+            for email, role in recipients.items():
+                outbox.enqueue(
+                    session,
+                    kind=REVIEW,
+                    dedupe_key=f"review:{review.due.isoformat()}:{role}",
+                    now=now,
+                    payload={"email": email, "text": text, "blocks": blocks},
+                )
+    except IntegrityError:
+        return False
+    logger.info("definition review due %s: reminders queued for both owners", review.due)
+    services.delivery.wake()
+    return True
+
+
+@sender(REVIEW)
+def send_review(services: Services, item: Outbox) -> dict[str, Any]:
+    email = item.payload["email"]
+    person = services.directory.by_email(email)
+    if person is None:
+        raise Permanent(f"definition owner {email} not found in Slack")
+    return post_to_user(
+        services, person.user_id, text=item.payload["text"], blocks=item.payload["blocks"]
+    )
