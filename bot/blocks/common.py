@@ -10,6 +10,8 @@ link. The rule is one type, `Mrkdwn`:
   Make one with `md("*{}* is waiting", company)`: the template is ours, every
   value formatted into it is escaped (unless it is `Mrkdwn` itself, such as a
   `mention()`). `+` and `.join` on a `Mrkdwn` escape plain strings the same way.
+- Escaping turns `&`, `<`, `>` into entities (Slack's rule) and a backtick into
+  a look-alike, so data cannot open or close a code span or block.
 - Everything that takes mrkdwn (`section`, `context`, `mrkdwn`, and a message's
   top-level text through `message_text`) escapes a plain `str`. So a caller
   that forgets shows `&lt;` to the reader instead of pinging a channel.
@@ -73,17 +75,22 @@ class Mrkdwn(str):
         return Mrkdwn(str.join(self, (as_mrkdwn(part) for part in parts)))
 
 
+# A backtick in data could open a code span or block that swallows the rest of the
+# message (or close the one it is shown in): data gets a look-alike instead.
+_BACKTICK = str.maketrans({"`": "ˋ"})
+
+
 def as_mrkdwn(value: object) -> Mrkdwn:
     """Markup as it is; anything else is data, escaped (None is empty)."""
     if isinstance(value, Mrkdwn):
         return value
-    return Mrkdwn(escape("" if value is None else str(value)))
+    return Mrkdwn(escape("" if value is None else str(value)).translate(_BACKTICK))
 
 
 class _EscapingFormatter(string.Formatter):
     def format_field(self, value: Any, format_spec: str) -> str:
         formatted = format(value, format_spec)
-        return formatted if isinstance(value, Mrkdwn) else escape(formatted)
+        return formatted if isinstance(value, Mrkdwn) else as_mrkdwn(formatted)
 
 
 _FORMATTER = _EscapingFormatter()
@@ -104,19 +111,16 @@ def mention(user_id: str | None) -> Mrkdwn:
     return as_mrkdwn(user_id or "someone")
 
 
-# A backtick would end the code span it sits in: show a look-alike instead.
-_BACKTICK = str.maketrans({"`": "ˋ"})
-
-
 def code(text: str) -> Mrkdwn:
-    """Data in an inline code span."""
-    return Mrkdwn("`" + escape(text).translate(_BACKTICK) + "`")
+    """Data in an inline code span (which its backticks, escaped, cannot end)."""
+    tick = Mrkdwn("`")
+    return tick + as_mrkdwn(str(text)) + tick
 
 
 def code_block(text: str, limit: int = SECTION_TEXT) -> Mrkdwn:
     """Data in a code block that it cannot close, cut to fit with its fence intact."""
-    inner = clip_mrkdwn(as_mrkdwn(text.translate(_BACKTICK)), limit - 6)
-    return Mrkdwn("```" + inner + "```")
+    fence = Mrkdwn("```")
+    return fence + clip_mrkdwn(as_mrkdwn(str(text)), limit - 6) + fence
 
 
 # An entity or a <...> cut in half by clipping would show as debris, or open a link.
