@@ -63,6 +63,14 @@ def manages(definition: Definition, viewer: Viewer, owner_email: str) -> bool:
     return manager is not None and viewer.email == manager
 
 
+def team_of(definition: Definition, viewer: Viewer) -> list[str]:
+    """The reps this viewer manages (per the definition): whose handoffs they may see and
+    decide on, as on the App Home's team view."""
+    if viewer.email is None:
+        return []
+    return [rep for rep, manager in definition.handoff.managers.items() if manager == viewer.email]
+
+
 def may_decide(definition: Definition, viewer: Viewer, handoff: Handoff) -> bool:
     """The handoff's owner or the owner's manager."""
     return owns(viewer, handoff.owner_email, handoff.owner_user_id) or manages(
