@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from bot import clock
 from bot.blocks.card import CardLine, CardModel, build_card, fallback_text
+from bot.blocks.common import Mrkdwn, message_text
 from bot.definition import Definition
 from bot.delivery import Permanent, Retry, sender, slack_retry_after
 from bot.handoffs import CARD
@@ -196,13 +197,15 @@ def _stored_lead(lead: Lead) -> dict[str, Any]:
 
 
 def post_to_user(
-    services: Services, user_id: str, *, text: str, blocks: list[Any]
+    services: Services, user_id: str, *, text: Mrkdwn, blocks: list[Any]
 ) -> dict[str, Any]:
     """A paced DM; a 429 becomes a Retry at Slack's Retry-After."""
     pacer = services.delivery.pacer
     with pacer.slot(user_id):
         try:
-            response = services.slack.chat_postMessage(channel=user_id, text=text, blocks=blocks)
+            response = services.slack.chat_postMessage(
+                channel=user_id, text=message_text(text), blocks=blocks
+            )
         except SlackApiError as exc:
             after = slack_retry_after(exc)
             if after is None:

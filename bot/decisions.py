@@ -11,15 +11,17 @@ transaction and sent later through the outbox, so Slack gets its ack at once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 from sqlmodel import Session
 
-from bot import clock
-from bot.blocks.common import local_time
+from bot import access, clock
+from bot.blocks.common import Mrkdwn, as_mrkdwn, local_time, md, mention
 from bot.definition import Definition
 from bot.handoffs import NewHandoff, open_handoffs
 from bot.services import Services
@@ -27,12 +29,23 @@ from bot.sla import close_clock
 from store import audit, outbox
 from store.models import Handoff, HandoffStatus, Lead, LeadStatus
 
+logger = logging.getLogger(__name__)
+
 CARD_UPDATE = "card_update"
 NOTE_LIMIT = 3000
 
 
 class Refused(Exception):  # noqa: N818 - a refusal, told to the user, not a crash
-    """A decision that cannot be made; str() is the sentence to show the user."""
+    """A decision that cannot be made; `text` (also str()) is the sentence to show the user.
+
+    `quiet`: nothing new to tell, because the person's own identical decision already
+    stands (a double click, or a click Slack retried): the card shows it.
+    """
+
+    def __init__(self, text: str, *, quiet: bool = False) -> None:
+        super().__init__(text)
+        self.text = as_mrkdwn(text)
+        self.quiet = quiet
 
 
 def load(services: Services, handoff_id: Any) -> Handoff:
@@ -56,27 +69,71 @@ def lead_label(services: Services, handoff: Handoff) -> str:
 
 def authorise(services: Services, handoff: Handoff, user_id: str) -> None:
     """Only the owner or the owner's manager (from the definition) may decide."""
-    if user_id and user_id == handoff.owner_user_id:
+    if access.may_decide(services.definition, access.Viewer(services, user_id), handoff):
         return
-    manager = services.definition.manager_of(handoff.owner_email)
-    email = services.directory.email_of(user_id)
-    if email is not None and email.lower() in {handoff.owner_email.lower(), manager}:
-        return
-    owner = f"<@{handoff.owner_user_id}>" if handoff.owner_user_id else handoff.owner_email
-    who = f"{owner} or their manager ({manager})" if manager else owner
-    raise Refused(f"Only {who} can decide on this lead.")
+    # Whoever clicked may be anyone the card was shown to: name people by their
+    # Slack mention, never by an email address.
+    owner = mention(handoff.owner_user_id) if handoff.owner_user_id else "the lead's owner"
+    manager = _in_slack(services, services.definition.manager_of(handoff.owner_email))
+    managed = md(" or their manager ({})", manager) if manager else " or their manager"
+    raise Refused(md("Only {}{} can decide on this lead.", owner, managed))
 
 
-def ensure_open(services: Services, handoff: Handoff) -> None:
+def _in_slack(services: Services, email: str | None) -> Mrkdwn | None:
+    """A mention of the person with this email, when Slack knows them."""
+    if email is None:
+        return None
+    try:
+        person = services.directory.by_email(email)
+    except (SlackApiError, OSError):
+        logger.exception("could not look up a manager in Slack")
+        return None
+    return mention(person.user_id) if person else None
+
+
+def ensure_open(
+    services: Services,
+    handoff: Handoff,
+    *,
+    user_id: str | None = None,
+    attempt: str | None = None,
+) -> None:
+    """Refuse a decided handoff (quietly when `user_id` already made `attempt` on it)."""
     if handoff.status != HandoffStatus.OPEN:
-        raise _already_decided(services.definition, handoff)
+        raise _already_decided(services.definition, handoff, user_id, attempt)
 
 
-def _already_decided(definition: Definition, handoff: Handoff) -> Refused:
-    who = f"<@{handoff.decided_by}>" if handoff.decided_by else "someone"
+def can_reject(services: Services, handoff_id: Any, user_id: str) -> Handoff:
+    """The handoff, if this user may reject it now (what Reject checks before its modal)."""
+    return _decidable(services, handoff_id, user_id, HandoffStatus.REJECTED)
+
+
+def can_reassign(services: Services, handoff_id: Any, user_id: str) -> Handoff:
+    """The handoff, if this user may reassign it now. Reassigning again is never quiet:
+    the escalation message a manager clicks does not show that it was reassigned."""
+    return _decidable(services, handoff_id, user_id, None)
+
+
+def _decidable(services: Services, handoff_id: Any, user_id: str, attempt: str | None) -> Handoff:
+    handoff = load(services, handoff_id)
+    authorise(services, handoff, user_id)
+    ensure_open(services, handoff, user_id=user_id, attempt=attempt)
+    return handoff
+
+
+def _already_decided(
+    definition: Definition,
+    handoff: Handoff,
+    user_id: str | None = None,
+    attempt: str | None = None,
+) -> Refused:
+    who = mention(handoff.decided_by)
     when = local_time(handoff.decided_at, definition.timezone.key) if handoff.decided_at else ""
+    repeat = user_id is not None and handoff.decided_by == user_id and handoff.status == attempt
     return Refused(
-        f"This lead was already {handoff.status} by {who}" + (f", {when}." if when else ".")
+        md("This lead was already {} by {}", handoff.status, who)
+        + (md(", {}.", when) if when else "."),
+        quiet=repeat,
     )
 
 
@@ -96,11 +153,13 @@ def _reload(session: Session, handoff_id: int) -> Handoff:
     return handoff
 
 
-def _refuse_lost_race(services: Services, handoff_id: int) -> Refused:
+def _refuse_lost_race(
+    services: Services, handoff_id: int, user_id: str | None = None, attempt: str | None = None
+) -> Refused:
     with services.db.session() as session:
         current = session.get(Handoff, handoff_id)
     assert current is not None
-    return _already_decided(services.definition, current)
+    return _already_decided(services.definition, current, user_id, attempt)
 
 
 def accept(
@@ -113,7 +172,7 @@ def accept(
 ) -> Handoff:
     handoff = load(services, handoff_id)
     authorise(services, handoff, user_id)
-    ensure_open(services, handoff)
+    ensure_open(services, handoff, user_id=user_id, attempt=HandoffStatus.ACCEPTED)
     now = now or clock.now()
     known = {item.id for item in services.definition.commercial}
     confirmed = [item for item in commercial if item in known]
@@ -139,7 +198,7 @@ def accept(
                 commercial=confirmed,
             )
     if not won:
-        raise _refuse_lost_race(services, handoff.id)
+        raise _refuse_lost_race(services, handoff.id, user_id, HandoffStatus.ACCEPTED)
     services.delivery.wake()
     return decided
 
@@ -225,12 +284,16 @@ def reassign(
     authorise(services, handoff, user_id)
     ensure_open(services, handoff)
     if to_user_id == handoff.owner_user_id:
-        raise Refused(f"<@{to_user_id}> already owns this lead.")
+        raise Refused(md("{} already owns this lead.", mention(to_user_id)))
     person = services.directory.by_user_id(to_user_id)
     if person is None:
         raise Refused(
-            f"I cannot find an email for <@{to_user_id}> in Slack, so I cannot hand them the lead."
+            md(
+                "I cannot find an email for {} in Slack, so I cannot hand them the lead.",
+                mention(to_user_id),
+            )
         )
+    routed_by = _reassigned_why(services, handoff, user_id)
     now = now or clock.now()
     with services.db.transaction() as session:
         won = _claim(
@@ -247,7 +310,7 @@ def reassign(
                         lead_id=old.lead_id,
                         owner_email=person.email,
                         owner_user_id=person.user_id,
-                        routed_by=f"reassigned by <@{user_id}> from {old.owner_email}",
+                        routed_by=routed_by,
                         previous_id=old.id,
                     )
                 ],
@@ -271,6 +334,17 @@ def reassign(
         raise _refuse_lost_race(services, handoff.id)
     services.delivery.wake()
     return successor
+
+
+def _reassigned_why(services: Services, handoff: Handoff, user_id: str) -> str:
+    """Why the new owner has the lead, in words (shown escaped: no mentions here).
+
+    Looked up before the decision's transaction: the directory may write to the store.
+    """
+    by = services.directory.email_of(user_id) or "a manager"
+    if by == handoff.owner_email:
+        return f"passed on by {by}"
+    return f"reassigned by {by} (was with {handoff.owner_email})"
 
 
 def _settle(

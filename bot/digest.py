@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bot import clock
-from bot.blocks.digest import digest_blocks
+from bot.blocks.digest import digest_blocks, digest_fallback
 from bot.definition import Definition
 from bot.delivery import sender
 from bot.services import Services
@@ -424,6 +424,7 @@ def digest_sections(digest: Digest) -> list[tuple[str, str]]:
 
 
 def digest_text(digest: Digest) -> str:
+    """The digest as plain text, for the terminal (Slack gets `digest_fallback`)."""
     return "\n\n".join(f"{title}\n{body}" for title, body in digest_sections(digest))
 
 
@@ -433,6 +434,7 @@ def digest_text(digest: Digest) -> str:
 def post_week(services: Services, window: Window, *, now: datetime) -> bool:
     """Claim the week and queue its digest; False when another process already has."""
     digest = build_digest(services.db, services.definition, window)
+    sections = digest_sections(digest)
     try:
         with services.db.transaction() as session:
             session.add(DigestRun(week=window.label, claimed_at=now))
@@ -444,8 +446,8 @@ def post_week(services: Services, window: Window, *, now: datetime) -> bool:
                 now=now,
                 payload={
                     "week": window.label,
-                    "text": digest_text(digest)[:3000],
-                    "blocks": digest_blocks(digest_sections(digest)),
+                    "text": digest_fallback(sections),
+                    "blocks": digest_blocks(sections),
                 },
             )
     except IntegrityError:

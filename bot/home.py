@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import or_, select
 
 from bot import clock
+from bot.access import Viewer, team_of
 from bot.reminders import timing
 from bot.services import Services
 from store.models import Handoff, HandoffStatus, Lead
@@ -57,12 +58,7 @@ def my_queue(services: Services, user_id: str, *, now: datetime | None = None) -
 
 def team_queue(services: Services, user_id: str, *, now: datetime | None = None) -> list[QueueItem]:
     """Open handoffs of the reps this user manages (per the definition), breached first."""
-    email = services.directory.email_of(user_id)
-    reps = [
-        rep
-        for rep, manager in services.definition.handoff.managers.items()
-        if manager == (email or "").lower()
-    ]
+    reps = team_of(services.definition, Viewer(services, user_id))
     if not reps:
         return []
     items = _items(services, [Handoff.owner_email.in_(reps)], now or clock.now(), None)

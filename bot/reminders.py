@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import clock
-from bot.blocks.common import local_time
-from bot.blocks.sla import escalation_blocks, nudge_blocks, nudge_text
+from bot.blocks.common import as_mrkdwn, local_time, mention
+from bot.blocks.sla import escalation_blocks, escalation_text, nudge_blocks, nudge_text
 from bot.cards import post_to_user
 from bot.delivery import Permanent, Retry, sender
 from bot.services import Services
@@ -139,7 +139,9 @@ def send_escalation(services: Services, item: Outbox) -> dict[str, Any]:
     if not to_channel and manager is None:
         raise Permanent(f"manager {manager_email} not found in Slack")
     when = timing(services, handoff, clock.now(), manager.tz if manager else None)
-    owner = f"<@{handoff.owner_user_id}>" if handoff.owner_user_id else handoff.owner_email
+    owner = (
+        mention(handoff.owner_user_id) if handoff.owner_user_id else as_mrkdwn(handoff.owner_email)
+    )
     company = lead.company or lead.external_id
     person = ", ".join(filter(None, [lead.name, lead.title]))
     summary = " · ".join(
@@ -163,7 +165,7 @@ def send_escalation(services: Services, item: Outbox) -> dict[str, Any]:
         late_note=LATE_NOTE if item.payload["late"] else "",
         with_buttons=not to_channel,
     )
-    text = f"No decision on {company} from {owner}: {when}."
+    text = escalation_text(company, owner, when)
     if to_channel:
         channel = definition.handoff.sla.escalation_channel or ""
         response = services.slack.chat_postMessage(channel=channel, text=text, blocks=blocks)

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 
 from bot import decisions
 from bot.blocks.card import ACCEPT, COMMERCIAL, COMMERCIAL_BLOCK, OPEN_CARD, REASSIGN, REJECT
 from bot.blocks.modals import reassign_modal, reject_modal
 from bot.decisions import Refused
+from bot.replies import tell_refusal
 from bot.services import Services
 from handlers.after_ack import after_ack
 
 
-def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
-    """An ephemeral answer where the person clicked (a DM when they clicked in App Home)."""
-    user_id = body["user"]["id"]
-    channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get(
-        "id"
-    )
-    if channel:
-        client.chat_postEphemeral(channel=channel, user=user_id, text=text)
-    else:
-        client.chat_postMessage(channel=user_id, text=text)
+def _channel(body: dict[str, Any]) -> str | None:
+    """Where the person clicked (none in App Home)."""
+    container = body.get("container") or {}
+    return container.get("channel_id") or (body.get("channel") or {}).get("id")
+
+
+def _retried(request: BoltRequest) -> bool:
+    """Slack re-sends a click it got no ack for in time, numbered in this header."""
+    return bool(request.headers.get("x-slack-retry-num"))
+
+
+def refuse(client: WebClient, body: dict[str, Any], refusal: Refused, retried: bool) -> None:
+    tell_refusal(client, body["user"]["id"], _channel(body), refusal, retried=retried)
 
 
 def _ticked(body: dict[str, Any]) -> list[str]:
@@ -33,12 +38,14 @@ def _ticked(body: dict[str, Any]) -> list[str]:
     return [item["value"] for item in selected.get("selected_options") or []]
 
 
-def on_accept(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+def on_accept(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
     ack()
-    after_ack(context, accept, context["services"], client, body)
+    after_ack(context, accept, context["services"], client, body, _retried(request))
 
 
-def accept(services: Services, client: WebClient, body: dict[str, Any]) -> None:
+def accept(services: Services, client: WebClient, body: dict[str, Any], retried: bool) -> None:
     try:
         decisions.accept(
             services,
@@ -47,17 +54,26 @@ def accept(services: Services, client: WebClient, body: dict[str, Any]) -> None:
             commercial=_ticked(body),
         )
     except Refused as refusal:
-        tell(client, body, str(refusal))
+        refuse(client, body, refusal, retried)
 
 
-def open_modal(services: Services, client: WebClient, body: dict[str, Any], build: Any) -> None:
+def open_modal(
+    services: Services,
+    client: WebClient,
+    body: dict[str, Any],
+    check: Callable[[Services, Any, str], Any],
+    build: Callable[[Services, Any], dict[str, Any]],
+    retried: bool,
+) -> None:
     """Check the clicker may act, then open the modal while the trigger_id is fresh."""
     try:
-        handoff = decisions.load(services, body["actions"][0].get("value"))
-        decisions.authorise(services, handoff, body["user"]["id"])
-        decisions.ensure_open(services, handoff)
+        handoff = check(services, body["actions"][0].get("value"), body["user"]["id"])
     except Refused as refusal:
-        tell(client, body, str(refusal))
+        refuse(client, body, refusal, retried)
+        return
+    if retried:
+        # A trigger_id lives 3 seconds, and Slack retries only after that: the first
+        # delivery opened the modal, or nothing can now.
         return
     client.views_open(trigger_id=body["trigger_id"], view=build(services, handoff))
 
@@ -72,14 +88,36 @@ def _reassign_view(services: Services, handoff: Any) -> dict[str, Any]:
     )
 
 
-def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+def on_reject(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
     ack()
-    after_ack(context, open_modal, context["services"], client, body, _reject_view)
+    after_ack(
+        context,
+        open_modal,
+        context["services"],
+        client,
+        body,
+        decisions.can_reject,
+        _reject_view,
+        _retried(request),
+    )
 
 
-def on_reassign(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+def on_reassign(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
     ack()
-    after_ack(context, open_modal, context["services"], client, body, _reassign_view)
+    after_ack(
+        context,
+        open_modal,
+        context["services"],
+        client,
+        body,
+        decisions.can_reassign,
+        _reassign_view,
+        _retried(request),
+    )
 
 
 def acknowledge_only(ack: Ack) -> None:

@@ -6,11 +6,13 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot.slash import answer
+from bot.blocks.common import message_text
+from bot.slash import ANSWER_LIMIT, answer
 
 
 def on_handoff(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
-    ack(text=answer(context["services"], command["user_id"], command.get("text", ""))[:3000])
+    text = answer(context["services"], command["user_id"], command.get("text", ""))
+    ack(text=message_text(text, ANSWER_LIMIT))
 
 
 def register(app: App) -> None:

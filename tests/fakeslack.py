@@ -328,9 +328,32 @@ class FakeSlack:
         handler = self._methods.get(method)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
+        duplicate = self._duplicate_block_id(args)
+        if duplicate is not None:
+            message = f"[ERROR] duplicate block_id '{duplicate}'"
+            return 200, {"ok": False, "error": "invalid_blocks", "errors": [message]}, {}
         if method == "chat.postMessage" and self._per_second:
             return self._rate_limited_post(args)
         return 200, handler(args), {}
+
+    @staticmethod
+    def _duplicate_block_id(args: dict[str, Any]) -> str | None:
+        """Slack refuses a message or view in which two blocks share a block_id."""
+        blocks = args.get("blocks")
+        view = args.get("view")
+        if view is not None:
+            view = json.loads(view) if isinstance(view, str) else view
+            blocks = view.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        seen: set[str] = set()
+        for block in blocks or []:
+            block_id = block.get("block_id")
+            if block_id in seen:
+                return block_id
+            if block_id is not None:
+                seen.add(block_id)
+        return None
 
     def _rate_limited_post(self, args: dict[str, Any]) -> Answer:
         channel = self._dm_channel(args.get("channel"))

@@ -12,11 +12,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 
-def sign(body: str, secret: str, timestamp: int | None = None) -> dict[str, str]:
-    """Slack's v0 request-signing headers for `body` (timestamp defaults to now)."""
+def sign(
+    body: str, secret: str, timestamp: int | None = None, *, retry_num: int | None = None
+) -> dict[str, str]:
+    """Slack's v0 request-signing headers for `body` (timestamp defaults to now); with
+    `retry_num`, the headers Slack adds when it re-sends a request it got no ack for."""
     ts = str(timestamp if timestamp is not None else int(time.time()))
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+    headers = {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+        headers["X-Slack-Retry-Reason"] = "http_timeout"
+    return headers
 
 
 def _user(user_id: str, team_id: str) -> dict[str, str]:

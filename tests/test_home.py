@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from bot.access import LEAD_REFUSED
 from tests.conftest import lead
 from tests.slackreq import event_callback, slash_command
 
@@ -71,4 +72,4 @@ def test_slash_command(app):
     assert "Handed off 1" in command(app, "U0REP1", "stats")
     story = command(app, "U0REP1", "lead crm-1")
     assert "Lead crm-1: Acme" in story and "handed off" in story
-    assert command(app, "U0REP1", "lead nope") == "No lead with id 'nope'."
+    assert command(app, "U0REP1", "lead nope") == LEAD_REFUSED

@@ -39,7 +39,7 @@ def test_a_qualified_lead_reaches_the_owner_dm(app, db, fake_slack) -> None:
             "score": 60,
             "qualified": True,
             "owner": "rep1@example.com",
-            "why": "routing[1], round-robin",
+            "why": "next in the general rotation of 2 reps",
         }
     ]
     app.drain()

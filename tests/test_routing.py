@@ -16,13 +16,19 @@ def lead(country: str = "AU", owner: str | None = None):
 
 def test_explicit_owner_wins() -> None:
     decision = route(lead(owner="Rep9@Example.com"), DEFINITION, rotation={})
-    assert (decision.owner, decision.why) == ("rep9@example.com", "explicit owner on the lead")
+    assert (decision.owner, decision.why) == ("rep9@example.com", "named as the lead's owner")
 
 
 def test_first_matching_rule() -> None:
     decision = route(lead("NZ"), DEFINITION, rotation={})
     assert decision.owner == "nz-rep@example.com"
-    assert decision.why.startswith("routing[0]")
+    assert decision.why == "country is NZ — the rep for leads like this"
+
+
+def test_why_says_it_in_words_a_rep_understands() -> None:
+    decision = route(lead("AU"), DEFINITION, rotation={})
+    assert decision.why == "next in the general rotation of 2 reps"
+    assert "routing[" not in decision.why
 
 
 def test_round_robin_rotates_and_returns_the_next_position() -> None:
@@ -51,4 +57,6 @@ def test_nobody_available() -> None:
         away={"nz-rep@example.com", "rep1@example.com", "rep2@example.com"},
     )
     assert decision.owner is None
-    assert "every rep of routing[1] unavailable" in decision.why
+    assert decision.why == (
+        "no rep available for country is NZ; no rep available in the general rotation"
+    )

@@ -8,15 +8,18 @@ from typing import Any
 
 from bot.blocks.common import (
     Block,
+    Mrkdwn,
     actions,
     button,
-    clip,
+    code,
     context,
     divider,
-    escape,
     header,
     limit_blocks,
     local_time,
+    md,
+    mention,
+    message_text,
     mrkdwn,
     option,
     section,
@@ -69,81 +72,82 @@ class CardModel:
 
 
 def _title(card: CardModel) -> str:
+    """Plain text (the header): Slack renders no markup there."""
     company = card.company or card.email or card.lead_external_id
     return f"{'🔥 Hot lead' if card.hot else 'New lead'}: {company}"
 
 
-def fallback_text(card: CardModel) -> str:
+def fallback_text(card: CardModel) -> Mrkdwn:
     """The notification text (and what screen readers get)."""
     who = ", ".join(filter(None, [card.name, card.title]))
     text = f"{_title(card)}" + (f" — {who}" if who else "")
     if card.status == "open":
         text += f". Respond by {local_time(card.due_at, card.owner_tz)}."
-    return clip(text, 3000)
+    return message_text(text, 3000)
 
 
-def _person(card: CardModel) -> str:
-    first = " · ".join(
+def _person(card: CardModel) -> Mrkdwn:
+    first = Mrkdwn(" · ").join(
+        filter(
+            None,
+            [md("*{}*", card.name) if card.name else None, card.title, card.email],
+        )
+    )
+    second = Mrkdwn(" · ").join(
         filter(
             None,
             [
-                f"*{escape(card.name)}*" if card.name else None,
-                escape(card.title),
-                escape(card.email),
+                md("Source: {}", card.source) if card.source else None,
+                md("Campaign: {}", card.campaign) if card.campaign else None,
             ],
         )
     )
-    second = " · ".join(
-        filter(
-            None,
-            [
-                f"Source: {escape(card.source)}" if card.source else None,
-                f"Campaign: {escape(card.campaign)}" if card.campaign else None,
-            ],
-        )
-    )
-    return "\n".join(filter(None, [first, second])) or f"Lead {escape(card.lead_external_id)}"
+    return Mrkdwn("\n").join(filter(None, [first, second])) or md("Lead {}", card.lead_external_id)
 
 
-def _lines(lines: tuple[CardLine, ...], mark: str) -> str:
-    return "\n".join(
-        f"{mark} {escape(line.label)}" + (f" ({escape(line.detail)})" if line.detail else "")
+def _lines(lines: tuple[CardLine, ...], mark: str) -> Mrkdwn:
+    return Mrkdwn("\n").join(
+        md("{} {}", mark, line.label) + (md(" ({})", line.detail) if line.detail else "")
         for line in lines
     )
 
 
-def _outcome(card: CardModel) -> str:
+def _outcome(card: CardModel) -> Mrkdwn:
     when = local_time(card.decided_at, card.owner_tz) if card.decided_at else ""
-    who = f"<@{card.decided_by}>" if card.decided_by else "someone"
+    who = mention(card.decided_by)
     if card.status == "accepted":
-        return f"✅ *Accepted* by {who}, {when}"
+        return md("✅ *Accepted* by {}, {}", who, when)
     if card.status == "rejected":
         action = "recycled to nurture" if card.action == "recycle" else "disqualified"
-        text = f"❌ *Rejected* by {who}, {when}: {escape(card.reason_label or '')} ({action})"
+        text = md("❌ *Rejected* by {}, {}: {} ({})", who, when, card.reason_label or "", action)
         if card.note:
-            text += f"\n> {escape(card.note)}"
+            text += md("\n> {}", card.note)
         return text
     if card.status == "reassigned":
-        return f"↪️ *Reassigned* to <@{card.reassigned_to}> by {who}, {when}"
-    return ""
+        return md("↪️ *Reassigned* to {} by {}, {}", mention(card.reassigned_to), who, when)
+    return Mrkdwn("")
 
 
 def build_card(card: CardModel) -> list[Block]:
     blocks: list[Block] = [header(_title(card)), section(_person(card))]
     if card.fit:
-        blocks.append(section("*Fit* — every criterion met\n" + _lines(card.fit, "✓")))
+        blocks.append(section(md("*Fit* — every criterion met\n{}", _lines(card.fit, "✓"))))
     if card.intent:
         blocks.append(
             section(
-                f"*Intent* — {card.score} points (qualifies at {card.mql})\n"
-                + _lines(card.intent, "•")
+                md(
+                    "*Intent* — {} points (qualifies at {})\n{}",
+                    card.score,
+                    card.mql,
+                    _lines(card.intent, "•"),
+                )
             )
         )
     if card.status != "open":
         blocks += [divider(), section(_outcome(card))]
         if card.checked:
             labels = [label for cid, label in card.commercial if cid in card.checked]
-            blocks.append(context("Confirmed: " + ", ".join(escape(lb) for lb in labels)))
+            blocks.append(context(md("Confirmed: {}", ", ".join(labels))))
         return limit_blocks(blocks)
 
     if card.commercial:
@@ -156,7 +160,7 @@ def build_card(card: CardModel) -> list[Block]:
             {
                 "type": "section",
                 "block_id": COMMERCIAL_BLOCK,
-                "text": mrkdwn("*Confirm what you can* (saved with your decision)"),
+                "text": mrkdwn(Mrkdwn("*Confirm what you can* (saved with your decision)")),
                 "accessory": checkboxes,
             }
         )
@@ -171,9 +175,9 @@ def build_card(card: CardModel) -> list[Block]:
     )
     blocks.append(
         context(
-            f"⏱ Respond by *{local_time(card.due_at, card.owner_tz)}*",
-            f"Routed: {escape(card.routed_by)}",
-            f"Lead `{escape(card.lead_external_id)}`",
+            md("⏱ Respond by *{}*", local_time(card.due_at, card.owner_tz)),
+            md("Why you: {}", card.routed_by),
+            md("Lead {}", code(card.lead_external_id)),
         )
     )
     return limit_blocks(blocks)

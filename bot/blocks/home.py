@@ -10,8 +10,9 @@ from bot.blocks.common import (
     button,
     context,
     divider,
-    escape,
     header,
+    md,
+    mention,
     section,
 )
 from bot.home import PAGE, QueueItem
@@ -19,13 +20,21 @@ from bot.home import PAGE, QueueItem
 HOME_PAGE = "home_page"
 
 
-def _queue(items: list[QueueItem], page: int, *, buttons: bool) -> list[Block]:
+def _queue(items: list[QueueItem], page: int, *, name: str, buttons: bool) -> list[Block]:
+    """One queue's page. Block ids carry the queue's `name`: Slack refuses a view in
+    which two blocks share an id, and one handoff can be in both queues."""
     shown = items[page * PAGE : (page + 1) * PAGE]
     blocks: list[Block] = []
+    seen: set[int] = set()
     for item in shown:
+        if item.handoff_id in seen:
+            continue
+        seen.add(item.handoff_id)
         mark = "🔴" if item.breached else "🟢"
-        owner = f" · <@{item.owner_user_id}>" if item.owner_user_id and not buttons else ""
-        blocks.append(section(f"{mark} *{escape(item.company)}*{owner}\n{escape(item.timing)}"))
+        owner = (
+            md(" · {}", mention(item.owner_user_id)) if item.owner_user_id and not buttons else ""
+        )
+        blocks.append(section(md("{} *{}*{}\n{}", mark, item.company, owner, item.timing)))
         value = str(item.handoff_id)
         elements = (
             [
@@ -36,14 +45,14 @@ def _queue(items: list[QueueItem], page: int, *, buttons: bool) -> list[Block]:
             else []
         )
         elements.append(button("Reassign", REASSIGN, value))
-        blocks.append(actions(*elements, block_id=f"home-{item.handoff_id}"))
+        blocks.append(actions(*elements, block_id=f"home-{name}-{item.handoff_id}"))
     if len(items) > (page + 1) * PAGE:
         blocks.append(
             actions(
                 button(
                     f"Show more ({len(items) - (page + 1) * PAGE} left)", HOME_PAGE, str(page + 1)
                 ),
-                block_id="home-more",
+                block_id=f"home-{name}-more",
             )
         )
     return blocks
@@ -53,7 +62,9 @@ def home_view(
     *, mine: list[QueueItem], team: list[QueueItem], definition_text: str, page: int = 0
 ) -> Block:
     blocks: list[Block] = [header("Your open leads")]
-    blocks += _queue(mine, page, buttons=True) or [section("Nothing waiting for you. 🎉")]
+    blocks += _queue(mine, page, name="mine", buttons=True) or [
+        section("Nothing waiting for you. 🎉")
+    ]
     if team:
         breached = sum(item.breached for item in team)
         blocks += [
@@ -61,6 +72,6 @@ def home_view(
             header("Your team"),
             context(f"{len(team)} open · {breached} past the response time"),
         ]
-        blocks += _queue(team, page, buttons=False)
-    blocks += [divider(), header("The definition we agreed"), section(escape(definition_text))]
+        blocks += _queue(team, page, name="team", buttons=False)
+    blocks += [divider(), header("The definition we agreed"), section(definition_text)]
     return {"type": "home", "blocks": blocks[:VIEW_BLOCKS]}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from bot.blocks.common import (
     Block,
+    Mrkdwn,
     context,
+    md,
+    mention,
     option,
     plain,
     section,
@@ -48,7 +51,7 @@ def reject_modal(definition: Definition, handoff_id: int, lead_label: str) -> Bl
     if notes_required:
         hint += " Required for: " + ", ".join(notes_required) + "."
     blocks: list[Block] = [
-        section(f"Why is *{lead_label}* not a lead sales will work?"),
+        section(md("Why is *{}* not a lead sales will work?", lead_label)),
         {
             "type": "input",
             "block_id": REASON_BLOCK,
@@ -73,15 +76,21 @@ def reject_modal(definition: Definition, handoff_id: int, lead_label: str) -> Bl
                 "max_length": 3000,
             },
         },
-        context("*back to nurture*: marketing keeps working it. *disqualified*: closed for good."),
+        context(
+            Mrkdwn(
+                "*back to nurture*: marketing keeps working it. *disqualified*: closed for good."
+            )
+        ),
     ]
     return _modal(REJECT_VIEW, "Reject lead", "Reject", str(handoff_id), blocks)
 
 
 def reassign_modal(handoff_id: int, lead_label: str, owner_user_id: str | None) -> Block:
-    owner = f" (now with <@{owner_user_id}>)" if owner_user_id else ""
+    owner = md(" (now with {})", mention(owner_user_id)) if owner_user_id else ""
     blocks: list[Block] = [
-        section(f"Who should take *{lead_label}*{owner}? They get the card and a fresh clock."),
+        section(
+            md("Who should take *{}*{}? They get the card and a fresh clock.", lead_label, owner)
+        ),
         {
             "type": "input",
             "block_id": ASSIGNEE_BLOCK,

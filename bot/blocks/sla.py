@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from bot.blocks.card import OPEN_CARD, REASSIGN
-from bot.blocks.common import Block, actions, button, context, escape, limit_blocks, section
+from bot.blocks.common import (
+    Block,
+    Mrkdwn,
+    actions,
+    button,
+    context,
+    limit_blocks,
+    md,
+    message_text,
+    section,
+)
 
 
-def nudge_text(company: str, link: str | None, timing: str) -> str:
-    name = f"<{link}|{escape(company)}>" if link else f"*{escape(company)}*"
-    return f"⏰ {name} is waiting for your decision: {timing}."
+def nudge_text(company: str, link: str | None, timing: str) -> Mrkdwn:
+    name = md("<{}|{}>", link, company) if link else md("*{}*", company)
+    return md("⏰ {} is waiting for your decision: {}.", name, timing)
+
+
+def escalation_text(company: str, owner: Mrkdwn, timing: str) -> Mrkdwn:
+    """The escalation's notification text; `owner` is a mention or an escaped email."""
+    return message_text(md("No decision on {} from {}: {}.", company, owner, timing))
 
 
 def nudge_blocks(company: str, link: str | None, timing: str, late_note: str) -> list[Block]:
@@ -23,15 +38,15 @@ def escalation_blocks(
     handoff_id: int,
     company: str,
     summary: str,
-    owner: str,
+    owner: Mrkdwn,
     timing: str,
     link: str | None,
     late_note: str,
     with_buttons: bool,
 ) -> list[Block]:
     blocks = [
-        section(f"🚨 *{escape(company)}* has had no decision from {owner}: {timing}."),
-        section(escape(summary)),
+        section(md("🚨 *{}* has had no decision from {}: {}.", company, owner, timing)),
+        section(summary),
     ]
     if with_buttons:
         elements = [button("Reassign", REASSIGN, str(handoff_id), style="primary")]

@@ -26,7 +26,7 @@ def digest(env: Env, dry_run: bool, week: str | None) -> None:
     if dry_run:
         click.echo(digest_text(built))
         return
-    from bot.blocks.digest import digest_blocks
+    from bot.blocks.digest import digest_blocks, digest_fallback
     from bot.settings import secret
     from bot.slack import make_client
 
@@ -37,7 +37,7 @@ def digest(env: Env, dry_run: bool, week: str | None) -> None:
     channel = env.definition.digest.channel
     client.chat_postMessage(
         channel=channel,
-        text=digest_text(built)[:3000],
+        text=digest_fallback(digest_sections(built)),
         blocks=digest_blocks(digest_sections(built)),
     )
     click.echo(f"Posted the digest for {window.label} to {channel}.")
