@@ -156,6 +156,18 @@ def _storable(value: Any, depth: int = 0) -> str | None:
 def _attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     """Checked, then in key order, so the same lead always serialises (and hashes) the same."""
     for key, value in attributes.items():
+        kind = type(value)
+        # The usual scalars inline: this runs for every attribute of every lead.
+        if (
+            key.isascii()
+            and "\x00" not in key
+            and (
+                kind is int
+                or (kind is str and value.isascii() and "\x00" not in value)
+                or (kind is float and math.isfinite(value))
+            )
+        ):
+            continue
         problem = _text_problem(key)
         if problem is not None:
             raise ValueError(f"the name {key!r} {problem}")
