@@ -532,3 +532,13 @@ def test_a_lead_stored_under_the_older_looser_check_still_backtests(cli_env, tmp
     result = invoke("backtest", str(DATA / "definition.yml"))
     assert result.exit_code == 0, result.stderr
     assert "on 1 stored leads" in result.stdout
+
+
+def test_a_card_id_too_long_for_the_database_is_told_not_logged(
+    app, db, fake_slack, caplog
+) -> None:
+    # Slack echoes the value a button was given; this one (signed) was not ours.
+    app.slack(block_actions(user_id="U0REP1", action_id=ACCEPT, value="9" * 30))
+    [told] = fake_slack.wait_for("chat.postEphemeral")
+    assert told.args["text"] == "That card does not belong to a handoff I know."
+    assert "Traceback" not in caplog.text
