@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 from store.models import SCHEMA_VERSION, Heartbeat, SchemaInfo
@@ -134,8 +134,6 @@ class Database:
         SQLModel.metadata.create_all(self.engine)
         with self.transaction() as session:
             info = session.exec(select(SchemaInfo)).first()
-            if session.get(Heartbeat, 1) is None:
-                session.add(Heartbeat(id=1))
             if info is None:
                 session.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
             elif info.version > SCHEMA_VERSION:
@@ -188,22 +186,31 @@ class Database:
             if self._write_checking or time.monotonic() - checked_at < self.write_check_seconds:
                 return ok
             self._write_checking = True
+        error: Exception | None = None
+        try:
+            error = self._write_heartbeat()
+        finally:
+            with self._write_check_lock:
+                self._write_checked = (time.monotonic(), error is None)
+                self._write_checking = False
+        if error is None and not ok:
+            logger.info("the database takes writes again")
+        elif error is not None and ok:  # once per outage, not once per health check
+            logger.warning("the database refuses writes: /healthz answers 503", exc_info=error)
+        return error is None
+
+    def _write_heartbeat(self) -> Exception | None:
+        """Commit a change to the heartbeat row; the error if that failed."""
         try:
             with self.transaction() as session:
                 beat = update(Heartbeat).where(Heartbeat.id == 1).values(beat=Heartbeat.beat + 1)
-                if session.execute(beat).rowcount == 0:
+                if session.execute(beat).rowcount == 0:  # the first check on this database
                     session.add(Heartbeat(id=1))
-            now_ok = True
-        except Exception:  # noqa: BLE001 - any failure means "cannot write"
-            if ok:  # once per outage, not once per health check
-                logger.exception("the database refused the health check's write")
-            now_ok = False
-        if now_ok and not ok:
-            logger.info("the database takes writes again")
-        with self._write_check_lock:
-            self._write_checked = (time.monotonic(), now_ok)
-            self._write_checking = False
-        return now_ok
+        except IntegrityError:  # another process's first check wrote the row: it takes writes
+            return None
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot write"
+            return exc
+        return None
 
     def dispose(self) -> None:
         self.engine.dispose()
