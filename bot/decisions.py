@@ -49,10 +49,12 @@ class Refused(Exception):  # noqa: N818 - a refusal, told to the user, not a cra
 
 
 def load(services: Services, handoff_id: Any) -> Handoff:
-    try:
-        key = int(handoff_id)
-    except (TypeError, ValueError):
-        raise Refused("That card does not belong to a handoff I know.") from None
+    text = str(handoff_id) if isinstance(handoff_id, int | str) else ""
+    # Slack echoes the id the button was given; anything else is not a row id (a long one
+    # would overflow the database's integer, a traceback instead of this answer).
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise Refused("That card does not belong to a handoff I know.")
+    key = int(text)
     with services.db.session() as session:
         handoff = session.get(Handoff, key)
     if handoff is None:

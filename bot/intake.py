@@ -175,22 +175,30 @@ class Intake:
         batch_size: int = 1000,
         dry_run: bool = False,
     ) -> Iterator[LeadOutcome]:
-        """Like `ingest`, yielding each batch's outcomes as it commits: flat memory for a file."""
-        for batch in _unique_batches(leads, batch_size):
-            yield from self._ingest_batch(batch, now=now, dry_run=dry_run)
+        """Like `ingest`, yielding each batch's outcomes as it commits: flat memory for a file.
 
-    def _ingest_batch(
-        self, batch: Sequence[LeadIn], *, now: datetime, dry_run: bool
-    ) -> list[LeadOutcome]:
+        A dry run writes every batch in one transaction, rolled back at the end, so that
+        a repeated id and the round-robin see the earlier batches, as in a real run.
+        """
+        batches = _unique_batches(leads, batch_size)
+        if dry_run:
+            with self.db.transaction() as session:
+                try:
+                    for batch in batches:
+                        yield from self._write_batch(session, batch, now=now)[0]
+                finally:
+                    session.rollback()
+            return
+        for batch in batches:
+            yield from self._ingest_batch(batch, now=now)
+
+    def _ingest_batch(self, batch: Sequence[LeadIn], *, now: datetime) -> list[LeadOutcome]:
         # Concurrent intake of the same new lead on PostgreSQL loses the race on the
         # unique external id; the retry then sees the stored lead and says "unchanged".
         for attempt in range(1, _RETRIES + 1):
             try:
                 with self.db.transaction() as session:
                     outcomes, handoff_ids = self._write_batch(session, batch, now=now)
-                    if dry_run:
-                        session.rollback()
-                        return outcomes
                     cards = self._claim_cards(session, handoff_ids)
                 break
             except (IntegrityError, OperationalError) as exc:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import re
+import sys
+import unicodedata
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,35 +30,67 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 TOP_LEVEL_FIELDS = frozenset(("email", "name", "title", "company", "owner", "source", "campaign"))
+
+
+# An address as mail systems take it: an RFC 5322 dot-atom local part of at most 64
+# characters (RFC 6531 adds letters and digits of any script) and a host name of two or
+# more labels, 254 characters in all. No quoted local parts or IP literals: CRMs do not
+# send them. atext allows / ? # % ' in the local part, so a URL built from an address
+# must still percent-encode it (bot/writeback.py). A compiled pattern rather than the
+# email-validator package, which costs ~50x more per address: an import checks every
+# lead's email and owner. An ASCII pattern first, as the Unicode classes are slower.
+def _address_pattern(letter_digit: str, letter: str, word_char: str) -> re.Pattern[str]:
+    """The address grammar over a character class: ASCII, or letters of any script."""
+    atom = rf"[{word_char}!#$%&'*+/=?^`{{|}}~-]+"
+    label = rf"{letter_digit}(?:(?:{letter_digit}|-){{0,61}}{letter_digit})?"
+    top = rf"(?:{letter}{{2,63}}|xn--[a-z0-9-]{{1,59}})"
+    return re.compile(rf"{atom}(?:\.{atom})*@(?:{label}\.)+{top}")
+
+
+_ASCII_EMAIL = _address_pattern("[a-z0-9]", "[a-z]", "a-z0-9_")
+_UNICODE_EMAIL = _address_pattern(r"[^\W_]", r"[^\W\d_]", r"\w")
+NUL_MESSAGE = "must not contain a NUL character"
 
 
 def _email(value: str | None) -> str | None:
     """Blank to None, else a lower-cased address (one callback: it runs for every lead)."""
     if not value:
         return None
-    if not _EMAIL.match(value):
-        raise ValueError("expected an email address")
-    return value.lower()
+    value = value.lower()
+    if value.isascii():
+        pattern = _ASCII_EMAIL
+    else:  # one spelling per address: é, not e + a combining accent
+        value, pattern = unicodedata.normalize("NFC", value), _UNICODE_EMAIL
+    if len(value) > 254 or value.find("@") > 64 or pattern.fullmatch(value) is None:
+        raise ValueError("expected an email address like ana@acme.com")
+    return value
 
 
-def _blank_to_none(value: str | None) -> str | None:
-    return value or None
+def _text(value: str | None) -> str | None:
+    """Blank to None; no NUL (PostgreSQL cannot store one in text)."""
+    if not value:
+        return None
+    if "\x00" in value:
+        raise ValueError(NUL_MESSAGE)
+    return value
 
 
 Text = Annotated[
     str | None,
     StringConstraints(strip_whitespace=True, max_length=500),
-    AfterValidator(_blank_to_none),
+    AfterValidator(_text),
 ]
 Email = Annotated[
     str | None,
     StringConstraints(strip_whitespace=True, max_length=320),
     AfterValidator(_email),
 ]
+# A Rust-side check where no Python callback runs yet (ids, signal names).
+_NO_NUL = r"^[^\x00]*$"
 
 
 def _utc(value: datetime) -> datetime:
@@ -70,12 +106,80 @@ class SignalIn(TypedDict):
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NO_NUL),
+    ]
     at: Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
-def _sorted_keys(attributes: dict[str, Any]) -> dict[str, Any]:
-    """Attributes in key order, so the same lead always serialises (and hashes) the same."""
+MAX_ATTRIBUTE_DEPTH = 10
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return NUL_MESSAGE
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # JSON's "\ud800": no database stores it
+            return "must not contain a lone surrogate (not Unicode text)"
+    return None
+
+
+def _storable(value: Any, depth: int = 0) -> str | None:
+    """Why an attribute value cannot be stored on every database, else None.
+
+    PostgreSQL refuses NUL in text and NaN / Infinity in JSON (SQLite takes both), no
+    database takes a lone surrogate, and the serializer stops at ~255 levels: refused
+    here, per lead and attribute, rather than failing a whole batch at the database.
+    """
+    kind = type(value)
+    if kind is str:
+        return _text_problem(value)
+    if kind is float:
+        return None if math.isfinite(value) else f"must be a finite number, not {value}"
+    if kind is list or kind is dict:
+        if depth >= MAX_ATTRIBUTE_DEPTH:
+            return f"nested too deeply (at most {MAX_ATTRIBUTE_DEPTH} levels)"
+        for key in value if kind is dict else ():
+            problem = _text_problem(key)
+            if problem is not None:
+                return f"a key {problem}"
+        for item in value.values() if kind is dict else value:
+            problem = _storable(item, depth + 1)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Checked, then in key order, so the same lead always serialises (and hashes) the same."""
+    for key, value in attributes.items():
+        kind = type(value)
+        # The usual scalars inline: this runs for every attribute of every lead.
+        if (
+            key.isascii()
+            and "\x00" not in key
+            and (
+                kind is int
+                or (kind is str and value.isascii() and "\x00" not in value)
+                or (kind is float and math.isfinite(value))
+            )
+        ):
+            continue
+        problem = _text_problem(key)
+        if problem is not None:
+            raise ValueError(f"the name {key!r} {problem}")
+        problem = _storable(value)
+        if problem is not None:
+            # One callback for the dict (cheaper than one per value); the error's
+            # context carries the key, which _field_errors adds to its path.
+            raise PydanticCustomError("attribute", "{problem}", {"key": key, "problem": problem})
+    return _in_key_order(attributes)
+
+
+def _in_key_order(attributes: dict[str, Any]) -> dict[str, Any]:
     return dict(sorted(attributes.items()))
 
 
@@ -84,7 +188,10 @@ class LeadIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
-    id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    id: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=_NO_NUL),
+    ]
     email: Email = None
     name: Text = None
     title: Text = None
@@ -92,9 +199,7 @@ class LeadIn(BaseModel):
     owner: Email = None
     source: Text = None
     campaign: Text = None
-    attributes: Annotated[dict[str, Any], AfterValidator(_sorted_keys)] = Field(
-        default_factory=dict
-    )
+    attributes: Annotated[dict[str, Any], AfterValidator(_attributes)] = Field(default_factory=dict)
     signals: list[SignalIn] = Field(default_factory=list, max_length=1000)
 
     def field(self, name: str) -> Any:
@@ -145,6 +250,7 @@ _FRIENDLY = {
     "string_too_short": "must not be empty",
     "model_type": "expected an object",
     "model_attributes_type": "expected an object",
+    "string_pattern_mismatch": NUL_MESSAGE,  # the only pattern: _NO_NUL
 }
 
 
@@ -172,6 +278,8 @@ def _field_errors(
         message = _FRIENDLY.get(err["type"])
         if message is None:
             message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "attribute":
+            loc = (*loc, err["ctx"]["key"])
         errors.append(FieldError(where, _path(loc), message))
     return errors
 
@@ -179,11 +287,26 @@ def _field_errors(
 MAX_LEADS_PER_REQUEST = 1000
 
 
+def _json(text: str | bytes) -> Any:
+    """json.loads, every way it can fail a ValueError worded for the sender."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        raise ValueError(f"{exc.msg} at {where}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError:  # Python's limit on int() of a long digit string
+        raise ValueError(f"a number has more than {sys.get_int_max_str_digits()} digits") from None
+
+
 def parse_body(raw: bytes) -> list[LeadIn]:
     """Parse a `POST /leads` body: one lead or a list of up to 1000."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = _json(raw)
+    except ValueError as exc:
         raise InvalidLeads([FieldError(None, "", f"body is not valid JSON: {exc}")]) from None
     is_list = isinstance(data, list)
     if is_list and len(data) > MAX_LEADS_PER_REQUEST:
@@ -252,10 +375,19 @@ def parse_signal_cell(cell: str) -> list[dict[str, str]]:
     return signals
 
 
+class FileProblem(ValueError):
+    """The file as a whole cannot be imported; nothing past its header was read."""
+
+
+_COLUMNS = sorted(TOP_LEVEL_FIELDS | {"id"})
+_COLUMN_HELP = f"columns are {', '.join(_COLUMNS)}, signals and attributes.<name>"
+
+
 class CsvLayout:
     """An import file's header, read once: which column feeds which lead field.
 
     Rows then map by position, which is several times cheaper than a dict per row.
+    A header that names no lead field is refused here, once, rather than on every row.
     """
 
     def __init__(self, header: list[str]) -> None:
@@ -263,13 +395,27 @@ class CsvLayout:
         self.fields: list[tuple[int, str]] = []
         self.attributes: list[tuple[int, str]] = []
         self.signals: int | None = None
+        unknown: list[str] = []
+        seen: set[str] = set()
         for index, column in enumerate(header):
-            if column.startswith("attributes."):
-                self.attributes.append((index, column.removeprefix("attributes.")))
+            if column in seen:
+                raise FileProblem(f"the header names column {column!r} twice")
+            seen.add(column)
+            name = column.removeprefix("attributes.")
+            if name != column and name and "\x00" not in name:
+                self.attributes.append((index, name))
             elif column == "signals":
                 self.signals = index
-            else:
+            elif column in TOP_LEVEL_FIELDS or column == "id":
                 self.fields.append((index, column))
+            else:
+                unknown.append(repr(column))
+        if unknown:
+            raise FileProblem(
+                f"unknown column(s) in the header: {', '.join(unknown)}; {_COLUMN_HELP}"
+            )
+        if "id" not in seen:
+            raise FileProblem(f"the header has no id column; {_COLUMN_HELP}")
 
     def record(self, values: list[str]) -> dict[str, Any]:
         """One row as a lead record; ValueError when the row cannot be one."""
@@ -301,38 +447,88 @@ def _validated(line: int, record: Any) -> Row:
         return Row(line, None, str(exc))
 
 
-def read_rows(path: Path) -> Iterator[Row]:
-    """Stream a CSV or JSONL file, a row at a time (never the whole file).
+@contextmanager
+def open_rows(path: Path) -> Iterator[Iterator[Row]]:
+    """Open a CSV or JSONL file to stream it a row at a time (never the whole file).
 
-    Raises OSError / UnicodeDecodeError when the file cannot be read at all.
+    Raises FileProblem for a CSV header that is not one of lead fields, OSError /
+    UnicodeDecodeError when the file cannot be read at all.
     """
     is_csv = path.suffix.lower() == ".csv"
-    with path.open(newline="" if is_csv else None, encoding="utf-8") as handle:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark; other files need none.
+    with path.open(newline="" if is_csv else None, encoding="utf-8-sig") as handle:
         if is_csv:
             reader = csv.reader(handle)
-            layout = CsvLayout(next(reader, []))
-            for values in reader:
-                if not values:
-                    continue
-                line = reader.line_num
-                try:
-                    data = layout.record(values)
-                except ValueError as exc:
-                    yield Row(line, None, str(exc))
-                    continue
-                yield _validated(line, data)
+            try:
+                header = next(reader, None)
+            except csv.Error as exc:
+                raise FileProblem(f"the header is not valid CSV: {exc}") from None
+            if header is None:
+                raise FileProblem("the file is empty; the first row names the columns")
+            yield _csv_rows(reader, CsvLayout([column.strip() for column in header]))
         else:
-            for line, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    data = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield Row(line, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
-                    continue
-                yield _validated(line, data)
+            yield _jsonl_rows(handle)
+
+
+def _csv_rows(reader: Any, layout: CsvLayout) -> Iterator[Row]:
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a cell over the field size limit: that row only
+            yield Row(reader.line_num, None, f"not valid CSV: {exc}")
+            continue
+        if not values:
+            continue
+        line = reader.line_num
+        try:
+            data = layout.record(values)
+        except ValueError as exc:
+            yield Row(line, None, str(exc))
+            continue
+        yield _validated(line, data)
+
+
+def _jsonl_rows(handle: Any) -> Iterator[Row]:
+    for line, text in enumerate(handle, start=1):
+        if not text.strip():
+            continue
+        try:
+            data = _json(text)
+        except ValueError as exc:
+            yield Row(line, None, f"not valid JSON: {exc}")
+            continue
+        yield _validated(line, data)
+
+
+class _StoredSignal(TypedDict):
+    name: str
+    at: Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+class _StoredLead(LeadIn):
+    """A lead as stored, taken as it was accepted: an older Handoff checked less (any
+    address with an @, NUL and NaN on SQLite), and refusing such a lead now would stop
+    its card's rerouting and every backtest."""
+
+    id: str
+    email: str | None = None
+    name: str | None = None
+    title: str | None = None
+    company: str | None = None
+    owner: str | None = None
+    source: str | None = None
+    campaign: str | None = None
+    attributes: Annotated[dict[str, Any], AfterValidator(_in_key_order)] = Field(
+        default_factory=dict
+    )
+    signals: list[_StoredSignal] = Field(default_factory=list)  # type: ignore[assignment]
+
+
+_stored = TypeAdapter(_StoredLead)
 
 
 def lead_from_stored(values: dict[str, Any]) -> LeadIn:
     """Rebuild the input model from a stored row (for backtests and re-judging)."""
-    return _one.validate_python(values)
+    return _stored.validate_python(values)

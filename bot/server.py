@@ -25,7 +25,7 @@ from bot.intake import Intake
 from bot.leads import InvalidLeads, parse_body
 from bot.services import Services
 from bot.settings import secret
-from bot.signing import verify_intake
+from bot.signing import unix_seconds, verify_intake
 from bot.slack import KeepAliveWebClient
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ class Router:
     def __init__(self, services: Services, bolt_app: App) -> None:
         self.services = services
         self.slack = SlackRequestHandler(bolt_app)
+        # Bolt logs the whole body of every request it refuses at INFO: keep bodies out.
+        logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
         self.intake = Intake(services.db, services.definition, delivery=services.delivery)
         self._intake_secret = secret(services.settings.handoff_intake_secret)
 
@@ -62,18 +64,18 @@ class Router:
         if path == "/slack/events":
             if method != "POST":
                 return _reply(start_response, 405, {"error": "use POST"})
+            if unix_seconds(environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "0")) is None:
+                # Bolt's verifier raises on a timestamp of hundreds of digits (a 500 and
+                # a traceback): refused here, as Bolt refuses a bad signature.
+                return _reply(start_response, 401, {"error": "invalid request"})
             return self.slack(environ, start_response)
         if path == "/leads":
             if method != "POST":
                 return _reply(start_response, 405, {"error": "use POST"})
             return _reply(start_response, *self.post_leads(environ))
         if path == "/healthz":
-            ok = self.services.db.ping()
-            return _reply(
-                start_response,
-                200 if ok else 503,
-                {"status": "ok" if ok else "database unavailable"},
-            )
+            problem = self.services.db.health_problem()
+            return _reply(start_response, 503 if problem else 200, {"status": problem or "ok"})
         return _reply(start_response, 404, {"error": "not found"})
 
     def post_leads(self, environ: dict[str, Any]) -> Response:

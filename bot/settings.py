@@ -1,8 +1,9 @@
 """Settings: read once from the environment at start-up and passed down.
 
 Commands that do not talk to Slack (import, demo, report, backtest) need only
-the database and the definition; `handoff run` asks for the rest via
-`problems_for_run()`, which names every missing or malformed variable at once.
+the database and the definition (a bad DATABASE_URL is named before connecting);
+`handoff run` asks for the rest via `problems_for_run()`, which names every
+missing or malformed variable at once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from store.db import url_problem
 
 
 class Settings(BaseSettings):
@@ -35,9 +38,17 @@ class Settings(BaseSettings):
     hubspot_reason_property: str = "handoff_rejection_reason"
     hubspot_note_property: str = "handoff_rejection_note"
 
+    def database_problem(self) -> str | None:
+        """What is wrong with DATABASE_URL, found without connecting (every command)."""
+        problem = url_problem(self.database_url)
+        return f"DATABASE_URL: {problem}" if problem else None
+
     def problems_for_run(self) -> list[str]:
         """Everything `handoff run` needs, one line per problem."""
         problems = []
+        database = self.database_problem()
+        if database:
+            problems.append(database)
         bot = secret(self.slack_bot_token)
         if not bot:
             problems.append(

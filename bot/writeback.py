@@ -11,6 +11,7 @@ import json
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
@@ -145,7 +146,9 @@ def send_hubspot(services: Services, item: Outbox) -> dict[str, Any]:
     if not lead.email:
         raise Permanent("the lead has no email, and HubSpot contacts are matched by email")
     settings = services.settings
-    url = f"{settings.hubspot_api_url.rstrip('/')}/crm/v3/objects/contacts/{lead.email}"
+    # An address may hold / ? # % (RFC 5322 atext): one encoded path segment, always.
+    contact = quote(lead.email, safe="")
+    url = f"{settings.hubspot_api_url.rstrip('/')}/crm/v3/objects/contacts/{contact}"
     response = services.http.patch(
         url,
         params={"idProperty": "email"},

@@ -30,9 +30,16 @@ def on_home_opened(event: dict[str, Any], context: BoltContext, client: WebClien
         after_ack(context, publish_home, context["services"], client, event["user"])
 
 
+def _page(value: Any) -> int:
+    """The "Show more" page number. Slack echoes the value the button was given, so
+    anything else (a forged or mangled request) gets the first page, not a traceback."""
+    text = value if isinstance(value, str) else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else 0
+
+
 def on_home_page(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     ack()
-    page = int(body["actions"][0]["value"])
+    page = _page(body["actions"][0].get("value"))
     after_ack(context, publish_home, context["services"], client, body["user"]["id"], page)
 
 

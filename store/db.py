@@ -10,17 +10,24 @@ than silently misread.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, create_engine, event, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlmodel import Session, SQLModel, select
 
-from store.models import SCHEMA_VERSION, SchemaInfo
+from store.models import SCHEMA_VERSION, Heartbeat, SchemaInfo
+
+logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITE_CHECK_SECONDS = 5.0
 
 
 class SchemaError(RuntimeError):
@@ -33,15 +40,49 @@ def _create_missing_indexes(connection: Connection) -> None:
             index.create(connection, checkfirst=True)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+# The databases Handoff runs on, each with the one driver it is tested with.
+DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+URL_EXAMPLES = "sqlite:///handoff.db or postgresql://user:password@host/dbname"
+POSTGRES_EXTRA = "pip install -e '.[postgres]'"
+
+
+def _engine_url(url: str) -> URL:
+    """The URL with its driver named (raises ArgumentError / ValueError when malformed)."""
     parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in DRIVERS and "+" not in parsed.drivername:
+        parsed = parsed.set(drivername=f"{backend}+{DRIVERS[backend]}")
+    return parsed
+
+
+def url_problem(url: str) -> str | None:
+    """Why a DATABASE_URL cannot work, found without connecting; None when it can."""
+    try:
+        parsed = _engine_url(url)
+    except (ArgumentError, ValueError):
+        return f"not a database URL; expected one like {URL_EXAMPLES}"
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in DRIVERS:
+        return f"{backend} is not supported; expected a URL like {URL_EXAMPLES}"
+    if driver != DRIVERS[backend]:
+        hint = f" (psycopg: {POSTGRES_EXTRA})" if backend == "postgresql" else ""
+        return f"the {driver} driver is not supported; use {backend}://...{hint}"
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as exc:
+        if backend == "postgresql":
+            return f"PostgreSQL needs the psycopg driver, which is not installed: {POSTGRES_EXTRA}"
+        return f"cannot load the {driver} driver: {exc}"
+    return None
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    parsed = _engine_url(url)
     if parsed.get_backend_name() != "sqlite":
-        if parsed.drivername == "postgresql":
-            url = str(parsed.set(drivername="postgresql+psycopg"))
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        return create_engine(parsed, pool_pre_ping=True, **kwargs)
 
     engine = create_engine(
-        url,
+        parsed,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         **kwargs,
     )
@@ -72,7 +113,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 class Database:
     """Owns the engine; hands out short-lived sessions, one per unit of work."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(
+        self, url: str, *, write_check_seconds: float = WRITE_CHECK_SECONDS, **engine_kwargs: Any
+    ) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
@@ -81,6 +124,10 @@ class Database:
             if self.is_sqlite
             else self.engine
         )
+        self.write_check_seconds = write_check_seconds
+        self._write_check_lock = threading.Lock()
+        self._write_checking = False
+        self._write_checked: tuple[float, bool] = (-write_check_seconds, True)
 
     def create_schema(self) -> None:
         """Create missing tables, upgrade an older schema, refuse a newer one."""
@@ -110,6 +157,14 @@ class Database:
         with Session(self._write_bind, expire_on_commit=False) as session, session.begin():
             yield session
 
+    def health_problem(self) -> str | None:
+        """What `/healthz` reports: None when the database answers and takes writes."""
+        if not self.ping():
+            return "database unavailable"
+        if not self.can_write():
+            return "database refuses writes"
+        return None
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:
@@ -117,6 +172,45 @@ class Database:
             return True
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
             return False
+
+    def can_write(self) -> bool:
+        """Whether a commit reaches the database (a full disk, a read-only file or
+        server still answer reads).
+
+        Rewrites the heartbeat row at most every `write_check_seconds`; calls in between,
+        or while a check is under way, get the last answer without waiting, so a storm
+        of health checks costs one small write and never piles up on the write lock.
+        """
+        with self._write_check_lock:
+            checked_at, ok = self._write_checked
+            if self._write_checking or time.monotonic() - checked_at < self.write_check_seconds:
+                return ok
+            self._write_checking = True
+        error: Exception | None = None
+        try:
+            error = self._write_heartbeat()
+        finally:
+            with self._write_check_lock:
+                self._write_checked = (time.monotonic(), error is None)
+                self._write_checking = False
+        if error is None and not ok:
+            logger.info("the database takes writes again")
+        elif error is not None and ok:  # once per outage, not once per health check
+            logger.warning("the database refuses writes: /healthz answers 503", exc_info=error)
+        return error is None
+
+    def _write_heartbeat(self) -> Exception | None:
+        """Commit a change to the heartbeat row; the error if that failed."""
+        try:
+            with self.transaction() as session:
+                beat = update(Heartbeat).where(Heartbeat.id == 1).values(beat=Heartbeat.beat + 1)
+                if session.execute(beat).rowcount == 0:  # the first check on this database
+                    session.add(Heartbeat(id=1))
+        except IntegrityError:  # another process's first check wrote the row: it takes writes
+            return None
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot write"
+            return exc
+        return None
 
     def dispose(self) -> None:
         self.engine.dispose()

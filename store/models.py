@@ -333,3 +333,12 @@ class SchemaInfo(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     version: int
+
+
+class Heartbeat(SQLModel, table=True):
+    """One row the health check rewrites: proof that a commit still reaches the disk."""
+
+    __tablename__ = "heartbeat"
+
+    id: int = Field(default=1, primary_key=True)
+    beat: int = 0

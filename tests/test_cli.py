@@ -61,8 +61,8 @@ def write_csv(path: Path) -> Path:
 
 def test_import_csv_summarises_and_lists_invalid_rows(env, tmp_path) -> None:
     result = invoke("import", str(write_csv(tmp_path / "leads.csv")))
-    assert result.exit_code == 0
-    assert "imported 3 lead(s), 2 invalid row(s)" in result.stdout
+    assert result.exit_code == 2  # the valid rows are in; the status says some were not
+    assert "imported 3 lead(s), 2 invalid row(s) were left out" in result.stdout
     assert "qualified, handed off to sales" in result.stdout
     assert "line 4: id: required" in result.stderr
     assert (
@@ -76,9 +76,9 @@ def test_import_jsonl_with_a_broken_line(env, tmp_path) -> None:
     path = tmp_path / "leads.jsonl"
     path.write_text(json.dumps(lead("j1")) + "\n{oops\n" + json.dumps(lead("j2")) + "\n")
     result = invoke("import", str(path))
-    assert result.exit_code == 0
+    assert result.exit_code == 2
     assert "imported 2 lead(s), 1 invalid row(s)" in result.stdout
-    assert "line 2: not valid JSON" in result.stderr
+    assert "line 2: not valid JSON: Expecting property name" in result.stderr
 
 
 def test_import_dry_run_stores_nothing(env, tmp_path) -> None:

@@ -48,13 +48,18 @@ class Env:
 
     @cached_property
     def db(self) -> Database:
+        problem = self.settings.database_problem()
+        if problem:
+            fail(problem)
         database = Database(self.settings.database_url)
         try:
             database.create_schema()
         except SchemaError as exc:
             fail(f"DATABASE_URL: {exc}")
         except Exception as exc:  # noqa: BLE001 - any connection failure is a bad setting here
-            fail(f"DATABASE_URL: cannot open the database: {exc.__class__.__name__}: {exc}")
+            # The driver's own first line, not SQLAlchemy's wrapping of it (several lines).
+            reason = (str(getattr(exc, "orig", None) or exc).strip() or repr(exc)).splitlines()[0]
+            fail(f"DATABASE_URL: cannot open the database: {reason}")
         return database
 
     def close(self) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from bot import clock
-from bot.cli.base import Env, fail, main, pass_env
+from bot.cli.base import BAD_INPUT, Env, fail, main, pass_env
 from bot.intake import Intake, LeadOutcome
-from bot.leads import LeadIn, Row, read_rows
+from bot.leads import FileProblem, LeadIn, Row, open_rows
 
 BATCH = 1000
 GC_YOUNG_THRESHOLD = 50_000
@@ -27,15 +27,19 @@ def _valid_leads(rows: Iterator[Row], invalid: list[Row]) -> Iterator[LeadIn]:
 
 
 def import_file(intake: Intake, path: Path, *, dry_run: bool) -> tuple[Counter[str], list[Row]]:
-    """Import a file; returns the count per outcome and the invalid rows."""
+    """Import a file; returns the count per outcome and the invalid rows.
+
+    Raises FileProblem (before importing anything) when the file's header is wrong.
+    """
     invalid: list[Row] = []
     counts: Counter[str] = Counter()
     now = clock.now()
     outcome: LeadOutcome
-    for outcome in intake.stream(
-        _valid_leads(read_rows(path), invalid), now=now, batch_size=BATCH, dry_run=dry_run
-    ):
-        counts[outcome.outcome] += 1
+    with open_rows(path) as rows:
+        for outcome in intake.stream(
+            _valid_leads(rows, invalid), now=now, batch_size=BATCH, dry_run=dry_run
+        ):
+            counts[outcome.outcome] += 1
     return counts, invalid
 
 
@@ -58,19 +62,29 @@ def import_command(env: Env, file: Path, dry_run: bool) -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *threshold[1:])
     try:
         counts, invalid = import_file(intake, file, dry_run=dry_run)
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    except FileProblem as exc:
+        fail(f"{file}: {exc}; nothing imported")
+    except UnicodeDecodeError as exc:
+        hint = ' (from Excel, save as "CSV UTF-8")' if file.suffix.lower() == ".csv" else ""
+        fail(f"{file}: cannot read: not UTF-8 text: {exc.reason}{hint}")
+    except OSError as exc:
+        fail(f"{file}: cannot read: {exc.strerror or exc}")
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
     total = sum(counts.values())
     verb = "would import" if dry_run else "imported"
-    click.echo(f"{file}: {verb} {total} lead(s), {len(invalid)} invalid row(s)")
+    summary = f"{file}: {verb} {total} lead(s), {len(invalid)} invalid row(s)"
+    if invalid:
+        summary += f" {'would be' if dry_run else 'were'} left out, listed below"
+    click.echo(summary)
     for outcome, label in OUTCOME_LABELS:
         if counts.get(outcome):
             click.echo(f"  {label:<34}{counts[outcome]:>8}")
     for row in invalid:
         click.echo(f"  line {row.line}: {row.error}", err=True)
+    if invalid:  # the valid rows are in; the status tells a script that some were not
+        raise SystemExit(BAD_INPUT)
 
 
 OUTCOME_LABELS = (
