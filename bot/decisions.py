@@ -7,28 +7,48 @@ manager racing from two devices therefore give exactly one decision, in one
 process or many. Everything a decision causes (the card update, the CRM
 write-back, the end of the SLA clock, the audit line) is written in the same
 transaction and sent later through the outbox, so Slack gets its ack at once.
+
+No ack waits for a write. A click is acked first and decided after. A modal's
+submission is checked before its ack with reads only (`check_rejection`,
+`check_reassignment`), so a refusal is still shown in the modal, and written
+after it (`record_after_ack`). Every decision's write is retried while the
+database is busy, for up to WRITE_BUDGET_SECONDS; one that cannot land any
+more (someone decided first, the database stayed busy) is told to the user in a
+DM, since the modal that would have shown it has closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from bot import clock
-from bot.blocks.common import local_time
-from bot.definition import Definition
+from bot.blocks.common import escape, local_time
+from bot.definition import Definition, Reason
 from bot.handoffs import NewHandoff, open_handoffs
 from bot.services import Services
 from bot.sla import close_clock
+from bot.slack import SlackPerson
 from store import audit, outbox
 from store.models import Handoff, HandoffStatus, Lead, LeadStatus
 
+logger = logging.getLogger(__name__)
+
 CARD_UPDATE = "card_update"
 NOTE_LIMIT = 3000
+# How long a decision Slack already has its ack for keeps trying to reach a busy database
+# (each SQLite attempt itself waits up to the 30 s busy timeout).
+WRITE_BUDGET_SECONDS = 300.0
+
+_T = TypeVar("_T")
 
 
 class Refused(Exception):  # noqa: N818 - a refusal, told to the user, not a crash
@@ -117,31 +137,31 @@ def accept(
     now = now or clock.now()
     known = {item.id for item in services.definition.commercial}
     confirmed = [item for item in commercial if item in known]
-    with services.db.transaction() as session:
-        won = _claim(
+
+    def write(session: Session) -> Handoff | None:
+        if not _claim(
             session,
             handoff.id,
             status=HandoffStatus.ACCEPTED,
             decided_by=user_id,
             decided_at=now,
             commercial=confirmed,
+        ):
+            return None
+        decided = _reload(session, handoff.id)
+        _settle(
+            session,
+            services,
+            decided,
+            lead_status=LeadStatus.ACCEPTED,
+            now=now,
+            action="accepted",
+            actor=user_id,
+            commercial=confirmed,
         )
-        if won:
-            decided = _reload(session, handoff.id)
-            _settle(
-                session,
-                services,
-                decided,
-                lead_status=LeadStatus.ACCEPTED,
-                now=now,
-                action="accepted",
-                actor=user_id,
-                commercial=confirmed,
-            )
-    if not won:
-        raise _refuse_lost_race(services, handoff.id)
-    services.delivery.wake()
-    return decided
+        return decided
+
+    return _decide(services, handoff.id, write)
 
 
 def rejection_problems(
@@ -158,6 +178,76 @@ def rejection_problems(
     return {}
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """A rejection checked with reads only (before the ack), to be written after it."""
+
+    what: ClassVar[str] = "rejection"
+    handoff: Handoff
+    user_id: str
+    reason: Reason
+    note: str | None
+    at: datetime
+
+    def record(self, services: Services) -> Handoff:
+        """Write it; Refused when someone decided first."""
+        reason, note, at, user_id = self.reason, self.note, self.at, self.user_id
+
+        def write(session: Session) -> Handoff | None:
+            if not _claim(
+                session,
+                self.handoff.id,
+                status=HandoffStatus.REJECTED,
+                decided_by=user_id,
+                decided_at=at,
+                reason_id=reason.id,
+                note=note,
+                action=reason.action,
+            ):
+                return None
+            decided = _reload(session, self.handoff.id)
+            lead_status = (
+                LeadStatus.NURTURE if reason.action == "recycle" else LeadStatus.DISQUALIFIED
+            )
+            _settle(
+                session,
+                services,
+                decided,
+                lead_status=lead_status,
+                now=at,
+                action="rejected",
+                actor=user_id,
+                reason=reason.id,
+                criterion=reason.criterion,
+                outcome=reason.action,
+                note=note,
+            )
+            return decided
+
+        return _decide(services, self.handoff.id, write)
+
+
+def check_rejection(
+    services: Services,
+    handoff_id: Any,
+    user_id: str,
+    *,
+    reason_id: str | None,
+    note: str | None,
+    now: datetime | None = None,
+) -> Rejection:
+    """Everything a rejection needs, checked with reads only; Refused says what is wrong."""
+    problems = rejection_problems(services.definition, reason_id, note)
+    if problems:
+        raise Refused(" ".join(problems.values()))
+    reason = services.definition.reason(reason_id) if reason_id else None
+    assert reason is not None
+    handoff = load(services, handoff_id)
+    authorise(services, handoff, user_id)
+    ensure_open(services, handoff)
+    return Rejection(handoff, user_id, reason, (note or "").strip() or None, now or clock.now())
+
+
 def reject(
     services: Services,
     handoff_id: Any,
@@ -167,78 +257,37 @@ def reject(
     note: str | None,
     now: datetime | None = None,
 ) -> Handoff:
-    problems = rejection_problems(services.definition, reason_id, note)
-    if problems:
-        raise Refused(" ".join(problems.values()))
-    reason = services.definition.reason(reason_id)
-    assert reason is not None
-    handoff = load(services, handoff_id)
-    authorise(services, handoff, user_id)
-    ensure_open(services, handoff)
-    now = now or clock.now()
-    note = (note or "").strip() or None
-    with services.db.transaction() as session:
-        won = _claim(
-            session,
-            handoff.id,
-            status=HandoffStatus.REJECTED,
-            decided_by=user_id,
-            decided_at=now,
-            reason_id=reason.id,
-            note=note,
-            action=reason.action,
-        )
-        if won:
-            decided = _reload(session, handoff.id)
-            lead_status = (
-                LeadStatus.NURTURE if reason.action == "recycle" else LeadStatus.DISQUALIFIED
-            )
-            _settle(
+    pending = check_rejection(
+        services, handoff_id, user_id, reason_id=reason_id, note=note, now=now
+    )
+    return pending.record(services)
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """A reassignment checked with reads only (before the ack), to be written after it."""
+
+    what: ClassVar[str] = "reassignment"
+    handoff: Handoff
+    user_id: str
+    to: SlackPerson
+    at: datetime
+
+    def record(self, services: Services) -> Handoff:
+        """Write it and return the new handoff; Refused when someone decided first."""
+        person, at, user_id = self.to, self.at, self.user_id
+
+        def write(session: Session) -> Handoff | None:
+            if not _claim(
                 session,
-                services,
-                decided,
-                lead_status=lead_status,
-                now=now,
-                action="rejected",
-                actor=user_id,
-                reason=reason.id,
-                criterion=reason.criterion,
-                outcome=reason.action,
-                note=note,
-            )
-    if not won:
-        raise _refuse_lost_race(services, handoff.id)
-    services.delivery.wake()
-    return decided
-
-
-def reassign(
-    services: Services,
-    handoff_id: Any,
-    user_id: str,
-    *,
-    to_user_id: str,
-    now: datetime | None = None,
-) -> Handoff:
-    """Hand the lead to another rep: their own card and a fresh response clock."""
-    handoff = load(services, handoff_id)
-    authorise(services, handoff, user_id)
-    ensure_open(services, handoff)
-    if to_user_id == handoff.owner_user_id:
-        raise Refused(f"<@{to_user_id}> already owns this lead.")
-    person = services.directory.by_user_id(to_user_id)
-    if person is None:
-        raise Refused(
-            f"I cannot find an email for <@{to_user_id}> in Slack, so I cannot hand them the lead."
-        )
-    now = now or clock.now()
-    with services.db.transaction() as session:
-        won = _claim(
-            session, handoff.id, status=HandoffStatus.REASSIGNED, decided_by=user_id, decided_at=now
-        )
-        if won:
-            old = _reload(session, handoff.id)
-            close_clock(session, services.definition, old, at=now)
+                self.handoff.id,
+                status=HandoffStatus.REASSIGNED,
+                decided_by=user_id,
+                decided_at=at,
+            ):
+                return None
+            old = _reload(session, self.handoff.id)
+            close_clock(session, services.definition, old, at=at)
             (successor_id,) = open_handoffs(
                 session,
                 definition=services.definition,
@@ -251,12 +300,12 @@ def reassign(
                         previous_id=old.id,
                     )
                 ],
-                now=now,
+                now=at,
                 actor=user_id,
             )
             audit.record(
                 session,
-                at=now,
+                at=at,
                 actor=user_id,
                 action="reassigned",
                 lead_id=old.lead_id,
@@ -265,12 +314,98 @@ def reassign(
                 to_owner=person.email,
                 new_handoff_id=successor_id,
             )
-            _enqueue_card_update(session, old, now)
-            successor = _reload(session, successor_id)
-    if not won:
-        raise _refuse_lost_race(services, handoff.id)
+            _enqueue_card_update(session, old, at)
+            return _reload(session, successor_id)
+
+        return _decide(services, self.handoff.id, write)
+
+
+def check_reassignment(
+    services: Services,
+    handoff_id: Any,
+    user_id: str,
+    *,
+    to_user_id: str,
+    now: datetime | None = None,
+) -> Reassignment:
+    """Everything a reassignment needs, checked with reads only (and Slack's users.info
+    for the new owner's email); Refused says what is wrong."""
+    handoff = load(services, handoff_id)
+    authorise(services, handoff, user_id)
+    ensure_open(services, handoff)
+    if to_user_id == handoff.owner_user_id:
+        raise Refused(f"<@{to_user_id}> already owns this lead.")
+    person = services.directory.by_user_id(to_user_id)
+    if person is None:
+        raise Refused(
+            f"I cannot find an email for <@{to_user_id}> in Slack, so I cannot hand them the lead."
+        )
+    return Reassignment(handoff, user_id, person, now or clock.now())
+
+
+def reassign(
+    services: Services,
+    handoff_id: Any,
+    user_id: str,
+    *,
+    to_user_id: str,
+    now: datetime | None = None,
+) -> Handoff:
+    """Hand the lead to another rep: their own card and a fresh response clock."""
+    pending = check_reassignment(services, handoff_id, user_id, to_user_id=to_user_id, now=now)
+    return pending.record(services)
+
+
+def record_after_ack(services: Services, pending: Rejection | Reassignment) -> None:
+    """Write a modal's decision once Slack has closed the modal. What can no longer
+    land is told to the user in a DM: the modal that would have shown it is gone."""
+    try:
+        pending.record(services)
+    except Refused as refusal:
+        _tell(services, pending, f"did not go through. {refusal}")
+    except OperationalError:
+        logger.exception("a %s could not be written: the database stayed busy", pending.what)
+        _tell(services, pending, "could not be saved: the database was busy. Please try again.")
+
+
+def _tell(services: Services, pending: Rejection | Reassignment, outcome: str) -> None:
+    label = escape(lead_label(services, pending.handoff))
+    services.slack.chat_postMessage(
+        channel=pending.user_id, text=f"Your {pending.what} of *{label}* {outcome}"
+    )
+
+
+def _decide(
+    services: Services, handoff_id: int, write: Callable[[Session], Handoff | None]
+) -> Handoff:
+    """Run a decision's `write` (None: it lost the race), then wake the outbox."""
+    decided = _write(services, write)
+    if decided is None:
+        raise _refuse_lost_race(services, handoff_id)
     services.delivery.wake()
-    return successor
+    return decided
+
+
+def _write(services: Services, work: Callable[[Session], _T]) -> _T:
+    """`work` in a write transaction, retried while the database is busy (a write lock
+    held elsewhere, a serialization failure, a lost connection) until it lands or
+    WRITE_BUDGET_SECONDS pass. Repeating is safe: a failed attempt rolled everything
+    back, and a claim only touches an open handoff. The Slack users the directory
+    learned before the ack are saved here too, never before it."""
+    deadline = time.monotonic() + WRITE_BUDGET_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            with services.db.transaction() as session:
+                result = work(session)
+                services.directory.save(session)
+            return result
+        except OperationalError as exc:
+            if time.monotonic() + pause >= deadline:
+                raise
+            logger.warning("decision retried: database busy (%s)", exc.orig)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _settle(
