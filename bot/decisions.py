@@ -12,9 +12,9 @@ No ack waits for a write. A click is acked first and decided after. A modal's
 submission is checked before its ack with reads only (`check_rejection`,
 `check_reassignment`), so a refusal is still shown in the modal, and written
 after it (`record_after_ack`). Every decision's write is retried while the
-database is busy, for up to WRITE_BUDGET_SECONDS; one that cannot land any
-more (someone decided first, the database stayed busy) is told to the user in a
-DM, since the modal that would have shown it has closed.
+database is busy, for up to WRITE_BUDGET_SECONDS; a modal's decision that
+cannot land any more (someone decided first, the database stayed busy) is told
+to the user in a DM, since the modal that would have shown it has closed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from functools import partial
+from typing import Any, ClassVar
 
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
@@ -47,8 +48,6 @@ NOTE_LIMIT = 3000
 # How long a decision Slack already has its ack for keeps trying to reach a busy database
 # (each SQLite attempt itself waits up to the 30 s busy timeout).
 WRITE_BUDGET_SECONDS = 300.0
-
-_T = TypeVar("_T")
 
 
 class Refused(Exception):  # noqa: N818 - a refusal, told to the user, not a crash
@@ -191,40 +190,38 @@ class Rejection:
 
     def record(self, services: Services) -> Handoff:
         """Write it; Refused when someone decided first."""
-        reason, note, at, user_id = self.reason, self.note, self.at, self.user_id
+        return _decide(services, self.handoff.id, partial(self._write, services))
 
-        def write(session: Session) -> Handoff | None:
-            if not _claim(
-                session,
-                self.handoff.id,
-                status=HandoffStatus.REJECTED,
-                decided_by=user_id,
-                decided_at=at,
-                reason_id=reason.id,
-                note=note,
-                action=reason.action,
-            ):
-                return None
-            decided = _reload(session, self.handoff.id)
-            lead_status = (
+    def _write(self, services: Services, session: Session) -> Handoff | None:
+        reason = self.reason
+        if not _claim(
+            session,
+            self.handoff.id,
+            status=HandoffStatus.REJECTED,
+            decided_by=self.user_id,
+            decided_at=self.at,
+            reason_id=reason.id,
+            note=self.note,
+            action=reason.action,
+        ):
+            return None
+        decided = _reload(session, self.handoff.id)
+        _settle(
+            session,
+            services,
+            decided,
+            lead_status=(
                 LeadStatus.NURTURE if reason.action == "recycle" else LeadStatus.DISQUALIFIED
-            )
-            _settle(
-                session,
-                services,
-                decided,
-                lead_status=lead_status,
-                now=at,
-                action="rejected",
-                actor=user_id,
-                reason=reason.id,
-                criterion=reason.criterion,
-                outcome=reason.action,
-                note=note,
-            )
-            return decided
-
-        return _decide(services, self.handoff.id, write)
+            ),
+            now=self.at,
+            action="rejected",
+            actor=self.user_id,
+            reason=reason.id,
+            criterion=reason.criterion,
+            outcome=reason.action,
+            note=self.note,
+        )
+        return decided
 
 
 def check_rejection(
@@ -275,49 +272,48 @@ class Reassignment:
 
     def record(self, services: Services) -> Handoff:
         """Write it and return the new handoff; Refused when someone decided first."""
+        return _decide(services, self.handoff.id, partial(self._write, services))
+
+    def _write(self, services: Services, session: Session) -> Handoff | None:
         person, at, user_id = self.to, self.at, self.user_id
-
-        def write(session: Session) -> Handoff | None:
-            if not _claim(
-                session,
-                self.handoff.id,
-                status=HandoffStatus.REASSIGNED,
-                decided_by=user_id,
-                decided_at=at,
-            ):
-                return None
-            old = _reload(session, self.handoff.id)
-            close_clock(session, services.definition, old, at=at)
-            (successor_id,) = open_handoffs(
-                session,
-                definition=services.definition,
-                new=[
-                    NewHandoff(
-                        lead_id=old.lead_id,
-                        owner_email=person.email,
-                        owner_user_id=person.user_id,
-                        routed_by=f"reassigned by <@{user_id}> from {old.owner_email}",
-                        previous_id=old.id,
-                    )
-                ],
-                now=at,
-                actor=user_id,
-            )
-            audit.record(
-                session,
-                at=at,
-                actor=user_id,
-                action="reassigned",
-                lead_id=old.lead_id,
-                handoff_id=old.id,
-                from_owner=old.owner_email,
-                to_owner=person.email,
-                new_handoff_id=successor_id,
-            )
-            _enqueue_card_update(session, old, at)
-            return _reload(session, successor_id)
-
-        return _decide(services, self.handoff.id, write)
+        if not _claim(
+            session,
+            self.handoff.id,
+            status=HandoffStatus.REASSIGNED,
+            decided_by=user_id,
+            decided_at=at,
+        ):
+            return None
+        old = _reload(session, self.handoff.id)
+        close_clock(session, services.definition, old, at=at)
+        (successor_id,) = open_handoffs(
+            session,
+            definition=services.definition,
+            new=[
+                NewHandoff(
+                    lead_id=old.lead_id,
+                    owner_email=person.email,
+                    owner_user_id=person.user_id,
+                    routed_by=f"reassigned by <@{user_id}> from {old.owner_email}",
+                    previous_id=old.id,
+                )
+            ],
+            now=at,
+            actor=user_id,
+        )
+        audit.record(
+            session,
+            at=at,
+            actor=user_id,
+            action="reassigned",
+            lead_id=old.lead_id,
+            handoff_id=old.id,
+            from_owner=old.owner_email,
+            to_owner=person.email,
+            new_handoff_id=successor_id,
+        )
+        _enqueue_card_update(session, old, at)
+        return _reload(session, successor_id)
 
 
 def check_reassignment(
@@ -362,31 +358,31 @@ def record_after_ack(services: Services, pending: Rejection | Reassignment) -> N
     try:
         pending.record(services)
     except Refused as refusal:
-        _tell(services, pending, f"did not go through. {refusal}")
-    except OperationalError:
-        logger.exception("a %s could not be written: the database stayed busy", pending.what)
-        _tell(services, pending, "could not be saved: the database was busy. Please try again.")
-
-
-def _tell(services: Services, pending: Rejection | Reassignment, outcome: str) -> None:
-    label = escape(lead_label(services, pending.handoff))
-    services.slack.chat_postMessage(
-        channel=pending.user_id, text=f"Your {pending.what} of *{label}* {outcome}"
-    )
+        label = escape(lead_label(services, pending.handoff))
+        services.slack.chat_postMessage(
+            channel=pending.user_id,
+            text=f"Your {pending.what} of *{label}* did not go through. {refusal}",
+        )
 
 
 def _decide(
     services: Services, handoff_id: int, write: Callable[[Session], Handoff | None]
 ) -> Handoff:
     """Run a decision's `write` (None: it lost the race), then wake the outbox."""
-    decided = _write(services, write)
+    try:
+        decided = _write(services, write)
+    except OperationalError:
+        logger.exception("decision on handoff %s not written: the database stayed busy", handoff_id)
+        raise Refused(
+            "I could not save your decision: the database stayed busy. Please try again."
+        ) from None
     if decided is None:
         raise _refuse_lost_race(services, handoff_id)
     services.delivery.wake()
     return decided
 
 
-def _write(services: Services, work: Callable[[Session], _T]) -> _T:
+def _write(services: Services, work: Callable[[Session], Handoff | None]) -> Handoff | None:
     """`work` in a write transaction, retried while the database is busy (a write lock
     held elsewhere, a serialization failure, a lost connection) until it lands or
     WRITE_BUDGET_SECONDS pass. Repeating is safe: a failed attempt rolled everything
