@@ -56,7 +56,7 @@ _STATUS = {
 class Router:
     """The WSGI app: three routes, the Slack one handed to Bolt."""
 
-    def __init__(self, services: Services, bolt_app: App, *, intake_slots: int = INTAKE_SLOTS):
+    def __init__(self, services: Services, bolt_app: App) -> None:
         self.services = services
         self.slack = SlackRequestHandler(bolt_app)
         self.intake = Intake(
@@ -66,7 +66,7 @@ class Router:
             busy_budget=INTAKE_BUSY_SECONDS,
         )
         self._intake_secret = secret(services.settings.handoff_intake_secret)
-        self._intake_slots = threading.BoundedSemaphore(intake_slots)
+        self._intake_slots = threading.BoundedSemaphore(INTAKE_SLOTS)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -90,9 +90,9 @@ class Router:
     def bounded_post_leads(
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        """post_leads on at most `intake_slots` threads. Over that, or when the database
-        stays busy past the budget, 503 with Retry-After (CRMs retry a 5xx) at once:
-        nothing of the request was stored, and nothing queues for a thread."""
+        """post_leads on at most INTAKE_SLOTS threads. Over that (answered at once,
+        nothing stored, nothing queued for a thread), or when the database stays busy
+        past the budget (the batch rolled back): 503 with Retry-After, which CRMs retry."""
         if not self._intake_slots.acquire(blocking=False):
             return _reply(
                 start_response, 503, {"error": "too many lead requests at once"}, retry_after=1

@@ -8,17 +8,19 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import func, select
 
 from bot.blocks.card import ACCEPT
 from bot.blocks.modals import REASSIGN_VIEW, REJECT_VIEW
 from bot.server import INTAKE_SLOTS
+from store.db import Database
 from store.models import Audit, Handoff, Lead, Outbox, SlackUser, Verdict
 from tests.conftest import SIGNING_SECRET, intake_headers, lead
 from tests.slackreq import block_actions, sign, slash_command, view_submission
@@ -287,3 +289,30 @@ def test_slash_command_answers_while_another_writer_holds_the_database(app, db, 
         response = slack.post("/slack/events", content=body.encode(), headers=signed(body))
         assert response.status_code == 200
         assert response.text == "Nothing waiting for you."
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[Database]:
+    database = Database(pg_url)
+    database.create_schema()
+    yield database
+    database.dispose()
+
+
+def test_on_postgresql_a_lead_batch_that_waits_past_its_budget_answers_503(app_factory, pg, pg_url):
+    app = app_factory(pg)
+    app.server.router.intake.busy_budget = 1.0
+    crm = Crm(app.url)
+    # Another session holds the leads table against writes (reads go on).
+    with psycopg.connect(pg_url) as other, other.transaction():
+        other.execute("LOCK TABLE lead IN EXCLUSIVE MODE")
+        response = crm.post(lead("late-1"))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json() == {"error": "database busy, nothing stored"}
+    with pg.session() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == 0
+
+    again = crm.post(lead("late-1"))
+    assert again.status_code == 202
+    assert [r["outcome"] for r in again.json()["results"]] == ["handed_off"]
