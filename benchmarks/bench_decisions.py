@@ -14,8 +14,10 @@ server: GET /healthz (a database ping) and a checkbox tick (a signed
 block_actions request through Bolt whose listener only acks). Timings on a busy
 machine drift, so compare the ratio against those baselines, not absolute
 figures. After the ack the decision is stored and the card updated; how long
-that takes after the click is printed too. Then 1000 clicks by the owner and the
-manager race on 100 handoffs. Prints figures; asserts nothing.
+that takes after the click is printed too. Then 200 Reject modal submissions
+(checked with reads before the ack, written after it) are timed the same way,
+and 1000 clicks by the owner and the manager race on 100 handoffs. Prints
+figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from benchmarks.harness import Request, Sample, send_requests, start_app_process  # noqa: E402
 from bot.blocks.card import ACCEPT, COMMERCIAL  # noqa: E402
+from bot.blocks.modals import REJECT_VIEW  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.models import Audit, Handoff, HandoffStatus, Lead  # noqa: E402
 from tests.conftest import (  # noqa: E402
@@ -50,7 +53,7 @@ from tests.conftest import (  # noqa: E402
     make_settings,
 )
 from tests.fakeslack import FakeSlack  # noqa: E402
-from tests.slackreq import block_actions  # noqa: E402
+from tests.slackreq import block_actions, view_submission  # noqa: E402
 
 CLICKERS = 8
 ROUNDS = 4
@@ -77,6 +80,22 @@ def accept(handoff_id: int, user_id: str) -> Request:
         user_id=user_id, action_id=ACCEPT, value=str(handoff_id), channel=f"D{user_id}"
     )
     return slack_request(body)
+
+
+def reject(handoff_id: int, user_id: str) -> Request:
+    """A Reject modal's submission: a reason and a note."""
+    values = {
+        "reason": {"reason": {"type": "static_select", "selected_option": {"value": "too_small"}}},
+        "note": {"note": {"type": "plain_text_input", "value": "Only 12 staff"}},
+    }
+    return slack_request(
+        view_submission(
+            user_id=user_id,
+            callback_id=REJECT_VIEW,
+            private_metadata=str(handoff_id),
+            values=values,
+        )
+    )
 
 
 def tick(n: int) -> Request:
@@ -155,11 +174,14 @@ class Bench:
         return cards()
 
     def accepted(self, ids: list[int]) -> int:
+        return self.in_status(ids, HandoffStatus.ACCEPTED)
+
+    def in_status(self, ids: list[int], status: str) -> int:
         with self.db.session() as session:
             return session.scalar(
                 select(func.count())
                 .select_from(Handoff)
-                .where(Handoff.id.in_(ids), Handoff.status == HandoffStatus.ACCEPTED)
+                .where(Handoff.id.in_(ids), Handoff.status == status)
             )
 
     def audited(self, ids: list[int]) -> int:
@@ -271,6 +293,20 @@ def run(bench: Bench, send: Callable[[list[Request]], list[Sample]]) -> None:
     print(
         f"  card updated (chat.update)       "
         f"{ms([updated[cards[i].ts] - clicks[i].sent for i in ids])}   after the click"
+    )
+
+    rejects = bench.handoffs("reject", PER_ROUND)
+    rejected = send([reject(h, rejects[h].owner) for h in sorted(rejects)])
+    wait_until(
+        lambda: bench.in_status(list(rejects), HandoffStatus.REJECTED) == len(rejects),
+        "rejections",
+    )
+    stored = time.time() - min(sample.sent for sample in rejected)
+    reject_s = seconds(rejected)
+    print(
+        f"{PER_ROUND} Reject modal submissions: ack {ms(reject_s)}; "
+        f"Reject / healthz p95 {pct(reject_s, 0.95) / pct(health_s, 0.95):.2f}x; "
+        f"all stored {stored:.1f} s after the first"
     )
 
     race = bench.handoffs("race", RACE_HANDOFFS)

@@ -7,25 +7,38 @@ manager racing from two devices therefore give exactly one decision, in one
 process or many. Everything a decision causes (the card update, the CRM
 write-back, the end of the SLA clock, the audit line) is written in the same
 transaction and sent later through the outbox, so Slack gets its ack at once.
+
+No ack waits for a write. A click is acked first and decided after. A modal's
+submission is checked before its ack with reads only (`check_rejection`,
+`check_reassignment`), so a refusal is still shown in the modal, and written
+after it (`record_after_ack`). Every decision's write is retried while the
+database is busy, for up to WRITE_BUDGET_SECONDS; a modal's decision that
+cannot land any more (someone decided first, the database stayed busy) is told
+to the user in a DM, since the modal that would have shown it has closed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from bot import access, clock
 from bot.blocks.common import Mrkdwn, as_mrkdwn, local_time, md, mention
-from bot.definition import Definition
+from bot.definition import Definition, Reason
 from bot.handoffs import NewHandoff, open_handoffs
 from bot.services import Services
 from bot.sla import close_clock
+from bot.slack import SlackPerson
 from store import audit, outbox
 from store.models import Handoff, HandoffStatus, Lead, LeadStatus
 
@@ -33,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 CARD_UPDATE = "card_update"
 NOTE_LIMIT = 3000
+# How long a decision Slack already has its ack for keeps trying to reach a busy database
+# (each SQLite attempt itself waits up to the 30 s busy timeout).
+WRITE_BUDGET_SECONDS = 300.0
 
 
 class Refused(Exception):  # noqa: N818 - a refusal, told to the user, not a crash
@@ -178,31 +194,31 @@ def accept(
     now = now or clock.now()
     known = {item.id for item in services.definition.commercial}
     confirmed = [item for item in commercial if item in known]
-    with services.db.transaction() as session:
-        won = _claim(
+
+    def write(session: Session) -> Handoff | None:
+        if not _claim(
             session,
             handoff.id,
             status=HandoffStatus.ACCEPTED,
             decided_by=user_id,
             decided_at=now,
             commercial=confirmed,
+        ):
+            return None
+        decided = _reload(session, handoff.id)
+        _settle(
+            session,
+            services,
+            decided,
+            lead_status=LeadStatus.ACCEPTED,
+            now=now,
+            action="accepted",
+            actor=user_id,
+            commercial=confirmed,
         )
-        if won:
-            decided = _reload(session, handoff.id)
-            _settle(
-                session,
-                services,
-                decided,
-                lead_status=LeadStatus.ACCEPTED,
-                now=now,
-                action="accepted",
-                actor=user_id,
-                commercial=confirmed,
-            )
-    if not won:
-        raise _refuse_lost_race(services, handoff.id, user_id, HandoffStatus.ACCEPTED)
-    services.delivery.wake()
-    return decided
+        return decided
+
+    return _decide(services, handoff.id, write, user_id=user_id, attempt=HandoffStatus.ACCEPTED)
 
 
 def rejection_problems(
@@ -219,6 +235,74 @@ def rejection_problems(
     return {}
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """A rejection checked with reads only (before the ack), to be written after it."""
+
+    what: ClassVar[str] = "rejection"
+    handoff: Handoff
+    user_id: str
+    reason: Reason
+    note: str | None
+    at: datetime
+
+    def record(self, services: Services) -> Handoff:
+        """Write it; Refused when someone decided first."""
+        return _decide(services, self.handoff.id, partial(self._write, services))
+
+    def _write(self, services: Services, session: Session) -> Handoff | None:
+        reason = self.reason
+        if not _claim(
+            session,
+            self.handoff.id,
+            status=HandoffStatus.REJECTED,
+            decided_by=self.user_id,
+            decided_at=self.at,
+            reason_id=reason.id,
+            note=self.note,
+            action=reason.action,
+        ):
+            return None
+        decided = _reload(session, self.handoff.id)
+        _settle(
+            session,
+            services,
+            decided,
+            lead_status=(
+                LeadStatus.NURTURE if reason.action == "recycle" else LeadStatus.DISQUALIFIED
+            ),
+            now=self.at,
+            action="rejected",
+            actor=self.user_id,
+            reason=reason.id,
+            criterion=reason.criterion,
+            outcome=reason.action,
+            note=self.note,
+        )
+        return decided
+
+
+def check_rejection(
+    services: Services,
+    handoff_id: Any,
+    user_id: str,
+    *,
+    reason_id: str | None,
+    note: str | None,
+    now: datetime | None = None,
+) -> Rejection:
+    """Everything a rejection needs, checked with reads only; Refused says what is wrong."""
+    problems = rejection_problems(services.definition, reason_id, note)
+    if problems:
+        raise Refused(" ".join(problems.values()))
+    reason = services.definition.reason(reason_id) if reason_id else None
+    assert reason is not None
+    handoff = load(services, handoff_id)
+    authorise(services, handoff, user_id)
+    ensure_open(services, handoff)
+    return Rejection(handoff, user_id, reason, (note or "").strip() or None, now or clock.now())
+
+
 def reject(
     services: Services,
     handoff_id: Any,
@@ -228,60 +312,79 @@ def reject(
     note: str | None,
     now: datetime | None = None,
 ) -> Handoff:
-    problems = rejection_problems(services.definition, reason_id, note)
-    if problems:
-        raise Refused(" ".join(problems.values()))
-    reason = services.definition.reason(reason_id)
-    assert reason is not None
-    handoff = load(services, handoff_id)
-    authorise(services, handoff, user_id)
-    ensure_open(services, handoff)
-    now = now or clock.now()
-    note = (note or "").strip() or None
-    with services.db.transaction() as session:
-        won = _claim(
+    pending = check_rejection(
+        services, handoff_id, user_id, reason_id=reason_id, note=note, now=now
+    )
+    return pending.record(services)
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """A reassignment checked with reads only (before the ack), to be written after it."""
+
+    what: ClassVar[str] = "reassignment"
+    handoff: Handoff
+    user_id: str
+    to: SlackPerson
+    routed_by: str
+    at: datetime
+
+    def record(self, services: Services) -> Handoff:
+        """Write it and return the new handoff; Refused when someone decided first."""
+        return _decide(services, self.handoff.id, partial(self._write, services))
+
+    def _write(self, services: Services, session: Session) -> Handoff | None:
+        person, at, user_id = self.to, self.at, self.user_id
+        if not _claim(
             session,
-            handoff.id,
-            status=HandoffStatus.REJECTED,
+            self.handoff.id,
+            status=HandoffStatus.REASSIGNED,
             decided_by=user_id,
-            decided_at=now,
-            reason_id=reason.id,
-            note=note,
-            action=reason.action,
+            decided_at=at,
+        ):
+            return None
+        old = _reload(session, self.handoff.id)
+        close_clock(session, services.definition, old, at=at)
+        (successor_id,) = open_handoffs(
+            session,
+            definition=services.definition,
+            new=[
+                NewHandoff(
+                    lead_id=old.lead_id,
+                    owner_email=person.email,
+                    owner_user_id=person.user_id,
+                    routed_by=self.routed_by,
+                    previous_id=old.id,
+                )
+            ],
+            now=at,
+            actor=user_id,
         )
-        if won:
-            decided = _reload(session, handoff.id)
-            lead_status = (
-                LeadStatus.NURTURE if reason.action == "recycle" else LeadStatus.DISQUALIFIED
-            )
-            _settle(
-                session,
-                services,
-                decided,
-                lead_status=lead_status,
-                now=now,
-                action="rejected",
-                actor=user_id,
-                reason=reason.id,
-                criterion=reason.criterion,
-                outcome=reason.action,
-                note=note,
-            )
-    if not won:
-        raise _refuse_lost_race(services, handoff.id)
-    services.delivery.wake()
-    return decided
+        audit.record(
+            session,
+            at=at,
+            actor=user_id,
+            action="reassigned",
+            lead_id=old.lead_id,
+            handoff_id=old.id,
+            from_owner=old.owner_email,
+            to_owner=person.email,
+            new_handoff_id=successor_id,
+        )
+        _enqueue_card_update(session, old, at)
+        return _reload(session, successor_id)
 
 
-def reassign(
+def check_reassignment(
     services: Services,
     handoff_id: Any,
     user_id: str,
     *,
     to_user_id: str,
     now: datetime | None = None,
-) -> Handoff:
-    """Hand the lead to another rep: their own card and a fresh response clock."""
+) -> Reassignment:
+    """Everything a reassignment needs, checked with reads only (and Slack's users.info
+    for the new owner's email); Refused says what is wrong."""
     handoff = load(services, handoff_id)
     authorise(services, handoff, user_id)
     ensure_open(services, handoff)
@@ -296,52 +399,88 @@ def reassign(
             )
         )
     routed_by = _reassigned_why(services, handoff, user_id)
-    now = now or clock.now()
-    with services.db.transaction() as session:
-        won = _claim(
-            session, handoff.id, status=HandoffStatus.REASSIGNED, decided_by=user_id, decided_at=now
+    return Reassignment(handoff, user_id, person, routed_by, now or clock.now())
+
+
+def reassign(
+    services: Services,
+    handoff_id: Any,
+    user_id: str,
+    *,
+    to_user_id: str,
+    now: datetime | None = None,
+) -> Handoff:
+    """Hand the lead to another rep: their own card and a fresh response clock."""
+    pending = check_reassignment(services, handoff_id, user_id, to_user_id=to_user_id, now=now)
+    return pending.record(services)
+
+
+def record_after_ack(services: Services, pending: Rejection | Reassignment) -> None:
+    """Write a modal's decision once Slack has closed the modal. What can no longer
+    land is told to the user in a DM: the modal that would have shown it is gone."""
+    try:
+        pending.record(services)
+    except Refused as refusal:
+        services.slack.chat_postMessage(
+            channel=pending.user_id,
+            text=md(
+                "Your {} of *{}* did not go through. ",
+                pending.what,
+                lead_label(services, pending.handoff),
+            )
+            + refusal.text,
         )
-        if won:
-            old = _reload(session, handoff.id)
-            close_clock(session, services.definition, old, at=now)
-            (successor_id,) = open_handoffs(
-                session,
-                definition=services.definition,
-                new=[
-                    NewHandoff(
-                        lead_id=old.lead_id,
-                        owner_email=person.email,
-                        owner_user_id=person.user_id,
-                        routed_by=routed_by,
-                        previous_id=old.id,
-                    )
-                ],
-                now=now,
-                actor=user_id,
-            )
-            audit.record(
-                session,
-                at=now,
-                actor=user_id,
-                action="reassigned",
-                lead_id=old.lead_id,
-                handoff_id=old.id,
-                from_owner=old.owner_email,
-                to_owner=person.email,
-                new_handoff_id=successor_id,
-            )
-            _enqueue_card_update(session, old, now)
-            successor = _reload(session, successor_id)
-    if not won:
-        raise _refuse_lost_race(services, handoff.id)
+
+
+def _decide(
+    services: Services,
+    handoff_id: int,
+    write: Callable[[Session], Handoff | None],
+    *,
+    user_id: str | None = None,
+    attempt: str | None = None,
+) -> Handoff:
+    """Run a decision's `write` (None: it lost the race), then wake the outbox. Losing
+    to the same person's identical decision (`user_id`, `attempt`) is a quiet refusal."""
+    try:
+        decided = _write(services, write)
+    except OperationalError:
+        logger.exception("decision on handoff %s not written: the database stayed busy", handoff_id)
+        raise Refused(
+            "I could not save your decision: the database stayed busy. Please try again."
+        ) from None
+    if decided is None:
+        raise _refuse_lost_race(services, handoff_id, user_id, attempt)
     services.delivery.wake()
-    return successor
+    return decided
+
+
+def _write(services: Services, work: Callable[[Session], Handoff | None]) -> Handoff | None:
+    """`work` in a write transaction, retried while the database is busy (a write lock
+    held elsewhere, a serialization failure, a lost connection) until it lands or
+    WRITE_BUDGET_SECONDS pass. Repeating is safe: a failed attempt rolled everything
+    back, and a claim only touches an open handoff. The Slack users the directory
+    learned before the ack are saved here too, never before it."""
+    deadline = time.monotonic() + WRITE_BUDGET_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            with services.db.transaction() as session:
+                result = work(session)
+                services.directory.save(session)
+            return result
+        except OperationalError as exc:
+            if time.monotonic() + pause >= deadline:
+                raise
+            logger.warning("decision retried: database busy (%s)", exc.orig)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _reassigned_why(services: Services, handoff: Handoff, user_id: str) -> str:
     """Why the new owner has the lead, in words (shown escaped: no mentions here).
 
-    Looked up before the decision's transaction: the directory may write to the store.
+    Looked up before the ack, with the other checks (reads only).
     """
     by = services.directory.email_of(user_id) or "a manager"
     if by == handoff.owner_email:

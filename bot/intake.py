@@ -9,6 +9,7 @@ handoff with its Slack card queued in the outbox. Slack is never called here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +56,11 @@ _ALREADY = {
         (LeadStatus.DISQUALIFIED, "disqualified"),
     )
 }
+
+
+class DatabaseBusy(Exception):  # noqa: N818 - a condition the caller answers, not a crash
+    """The database stayed busy (another writer's lock, a lost connection) past the
+    budget; the batch was rolled back, nothing of it stored. Sending it again is safe."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,11 @@ def _unique_batches(leads: Iterable[LeadIn], size: int) -> Iterator[list[LeadIn]
 class Intake:
     """Stores, judges and hands off leads. Given a running `delivery`, the cards of
     a batch's handoffs are leased to it in the batch's transaction and sent right
-    after the commit; without one (import, demo) they wait in the outbox."""
+    after the commit; without one (import, demo) they wait in the outbox.
+
+    `busy_budget` (seconds) bounds how long a batch waits for a busy database, retries
+    included, before DatabaseBusy; None: each attempt waits the database's own timeout.
+    """
 
     def __init__(
         self,
@@ -150,11 +160,13 @@ class Intake:
         *,
         actor: str = "intake",
         delivery: Delivery | None = None,
+        busy_budget: float | None = None,
     ) -> None:
         self.db = db
         self.definition = definition
         self.actor = actor
         self.delivery = delivery
+        self.busy_budget = busy_budget
         self._rule_keys = [rule.key for rule in definition.handoff.routing]
 
     def ingest(
@@ -195,13 +207,25 @@ class Intake:
     def _ingest_batch(self, batch: Sequence[LeadIn], *, now: datetime) -> list[LeadOutcome]:
         # Concurrent intake of the same new lead on PostgreSQL loses the race on the
         # unique external id; the retry then sees the stored lead and says "unchanged".
+        # A busy database (OperationalError: locked, serialization failure, connection
+        # lost) is retried within the budget, then reported as DatabaseBusy.
+        deadline = None if self.busy_budget is None else time.monotonic() + self.busy_budget
         for attempt in range(1, _RETRIES + 1):
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                raise DatabaseBusy("the database stayed busy")
             try:
-                with self.db.transaction() as session:
+                with self.db.transaction(busy_timeout=wait) as session:
                     outcomes, handoff_ids = self._write_batch(session, batch, now=now)
                     cards = self._claim_cards(session, handoff_ids)
                 break
-            except (IntegrityError, OperationalError) as exc:
+            except OperationalError as exc:
+                # orig: the driver's own words ("database is locked"), never the SQL or
+                # its parameters, which hold lead data.
+                if attempt == _RETRIES or (deadline is not None and time.monotonic() >= deadline):
+                    raise DatabaseBusy(f"the database stayed busy: {exc.orig}") from exc
+                logger.warning("intake batch retried: database busy (%s)", exc.orig)
+            except IntegrityError as exc:
                 if attempt == _RETRIES:
                     raise
                 logger.warning("intake batch retried after a conflict (%s)", type(exc).__name__)

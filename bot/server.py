@@ -21,7 +21,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot import clock
-from bot.intake import Intake
+from bot.intake import DatabaseBusy, Intake
 from bot.leads import InvalidLeads, parse_body
 from bot.services import Services
 from bot.settings import secret
@@ -31,6 +31,11 @@ from bot.slack import KeepAliveWebClient
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+# POST /leads runs on at most this many threads at once, added to the server's own:
+# leads waiting on a busy database can never hold the threads Slack's acks need.
+INTAKE_SLOTS = 8
+# How long one lead batch may wait for a busy database (a write lock held elsewhere).
+INTAKE_BUSY_SECONDS = 10.0
 
 StartResponse = Callable[..., Any]
 Response = tuple[int, dict[str, Any] | list[Any]]
@@ -56,8 +61,14 @@ class Router:
         self.slack = SlackRequestHandler(bolt_app)
         # Bolt logs the whole body of every request it refuses at INFO: keep bodies out.
         logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
-        self.intake = Intake(services.db, services.definition, delivery=services.delivery)
+        self.intake = Intake(
+            services.db,
+            services.definition,
+            delivery=services.delivery,
+            busy_budget=INTAKE_BUSY_SECONDS,
+        )
         self._intake_secret = secret(services.settings.handoff_intake_secret)
+        self._intake_slots = threading.BoundedSemaphore(INTAKE_SLOTS)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -72,11 +83,31 @@ class Router:
         if path == "/leads":
             if method != "POST":
                 return _reply(start_response, 405, {"error": "use POST"})
-            return _reply(start_response, *self.post_leads(environ))
+            return self.bounded_post_leads(environ, start_response)
         if path == "/healthz":
             problem = self.services.db.health_problem()
             return _reply(start_response, 503 if problem else 200, {"status": problem or "ok"})
         return _reply(start_response, 404, {"error": "not found"})
+
+    def bounded_post_leads(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """post_leads on at most INTAKE_SLOTS threads. Over that (answered at once,
+        nothing stored, nothing queued for a thread), or when the database stays busy
+        past the budget (the batch rolled back): 503 with Retry-After, which CRMs retry."""
+        if not self._intake_slots.acquire(blocking=False):
+            return _reply(
+                start_response, 503, {"error": "too many lead requests at once"}, retry_after=1
+            )
+        try:
+            return _reply(start_response, *self.post_leads(environ))
+        except DatabaseBusy as exc:
+            logger.warning("POST /leads answered 503: %s", exc)
+            return _reply(
+                start_response, 503, {"error": "database busy, nothing stored"}, retry_after=5
+            )
+        finally:
+            self._intake_slots.release()
 
     def post_leads(self, environ: dict[str, Any]) -> Response:
         try:
@@ -103,15 +134,14 @@ class Router:
         return 202, {"results": [outcome.to_json() for outcome in outcomes]}
 
 
-def _reply(start_response: StartResponse, status: int, payload: Any) -> list[bytes]:
+def _reply(
+    start_response: StartResponse, status: int, payload: Any, *, retry_after: int | None = None
+) -> list[bytes]:
     body = json.dumps(payload).encode()
-    start_response(
-        _STATUS.get(status, f"{status} Status"),
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-        ],
-    )
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    if retry_after is not None:
+        headers.append(("Retry-After", str(retry_after)))
+    start_response(_STATUS.get(status, f"{status} Status"), headers)
     return [body]
 
 
@@ -131,7 +161,7 @@ class HandoffServer:
             self.router,
             host=host,
             port=port,
-            threads=threads,
+            threads=threads + INTAKE_SLOTS,  # `threads` stay free for Slack and /healthz
             ident="handoff",
             max_request_body_size=MAX_BODY * 2,
             channel_timeout=30,

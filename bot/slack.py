@@ -186,10 +186,11 @@ class Directory:
 
     The stored entries (one per rep) are read into memory on first use; after that
     memory is this process's copy, so a message costs no directory read. What
-    by_email learns is written by `save(session)`, which the outbox worker calls
-    in the transaction that records its sends: sender threads never take SQLite's
-    write lock for a cache entry. An entry another process learned later, or one
-    lost in a crash, costs one more users.lookupByEmail, nothing else.
+    by_email and by_user_id learn is written by `save(session)`, which the outbox
+    worker and decisions call in transactions of their own: sender threads, and
+    listeners before their ack, never take SQLite's write lock for a cache entry.
+    An entry another process learned later, or one lost in a crash, costs one more
+    users.lookupByEmail or users.info, nothing else.
     """
 
     def __init__(self, db: Database, client: WebClient) -> None:
@@ -197,6 +198,7 @@ class Directory:
         self.client = client
         self._memo: dict[str, _Entry] | None = None
         self._unsaved: dict[str, dict[str, Any]] = {}
+        self._emails: dict[str, str] = {}  # user id -> email, as learned by this process
         self._lock = threading.Lock()
 
     def by_email(self, email: str) -> SlackPerson | None:
@@ -223,12 +225,9 @@ class Directory:
         email = (user.get("profile") or {}).get("email")
         if not email:
             return None
-        person = self._learn(
+        return self._learn(
             email.lower(), user["id"], user.get("tz"), _display_name(user), clock.now()
         )
-        with self.db.transaction() as session:  # email_of reads it back from the store
-            self.save(session)
-        return person
 
     def save(self, session: Session) -> None:
         """Write the answers learned since the last save, in the caller's transaction."""
@@ -238,7 +237,10 @@ class Directory:
             session.execute(_UPSERT[session.get_bind().dialect.name], rows)
 
     def email_of(self, user_id: str) -> str | None:
-        """The email of a Slack user we have seen, else ask Slack."""
+        """The email of a Slack user we have seen (here or in the store), else ask Slack."""
+        email = self._emails.get(user_id)
+        if email:
+            return email
         with self.db.session() as session:
             email = session.scalars(
                 select(SlackUser.email).where(SlackUser.user_id == user_id)
@@ -271,6 +273,8 @@ class Directory:
         entries = self._entries()
         with self._lock:
             entries[email] = _Entry(person, now)
+            if user_id is not None:
+                self._emails[user_id] = email
             self._unsaved[email] = {
                 "email": email,
                 "user_id": user_id,

@@ -1,4 +1,5 @@
-"""Modal submissions: invalid input is answered inside the modal, never dropped."""
+"""Modal submissions: checked before the ack (invalid input is answered inside the
+modal, never dropped), written after it (no ack waits for the database's write lock)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from bot.blocks.modals import (
     REJECT_VIEW,
 )
 from bot.decisions import Refused
+from handlers.after_ack import after_ack
 
 
 def _value(view: dict[str, Any], block: str, action: str) -> dict[str, Any]:
@@ -37,7 +39,7 @@ def on_reject_submitted(
         ack(response_action="errors", errors=problems)
         return
     try:
-        decisions.reject(
+        rejection = decisions.check_rejection(
             services,
             view.get("private_metadata"),
             body["user"]["id"],
@@ -48,18 +50,20 @@ def on_reject_submitted(
         ack(response_action="errors", errors={REASON_BLOCK: str(refusal)})
         return
     ack()
+    after_ack(context, decisions.record_after_ack, services, rejection)
 
 
 def on_reassign_submitted(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
 ) -> None:
+    services = context["services"]
     assignee = _value(view, ASSIGNEE_BLOCK, ASSIGNEE_ACTION).get("selected_user")
     if not assignee:
         ack(response_action="errors", errors={ASSIGNEE_BLOCK: "Pick the rep who takes the lead."})
         return
     try:
-        decisions.reassign(
-            context["services"],
+        reassignment = decisions.check_reassignment(
+            services,
             view.get("private_metadata"),
             body["user"]["id"],
             to_user_id=assignee,
@@ -68,6 +72,7 @@ def on_reassign_submitted(
         ack(response_action="errors", errors={ASSIGNEE_BLOCK: str(refusal)})
         return
     ack()
+    after_ack(context, decisions.record_after_ack, services, reassignment)
 
 
 def register(app: App) -> None:

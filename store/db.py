@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, update
+from sqlalchemy import URL, Connection, Engine, create_engine, event, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlmodel import Session, SQLModel, select
@@ -104,8 +104,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        busy_ms = options.get("sqlite_busy_ms", SQLITE_BUSY_TIMEOUT_MS)
+        # The timeout is the connection's, and the connection goes back to the pool:
+        # set it for this unit of work only when it differs from what the last one left.
+        if conn.info.get("busy_ms", SQLITE_BUSY_TIMEOUT_MS) != busy_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+            conn.info["busy_ms"] = busy_ms
+        conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")
 
     return engine
 
@@ -152,9 +158,20 @@ class Database:
             yield session
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A write unit of work: commits on success, rolls back on error."""
-        with Session(self._write_bind, expire_on_commit=False) as session, session.begin():
+    def transaction(self, *, busy_timeout: float | None = None) -> Iterator[Session]:
+        """A write unit of work: commits on success, rolls back on error.
+
+        `busy_timeout` (seconds) bounds the wait for a database another writer holds
+        (SQLite's busy timeout, PostgreSQL's lock_timeout); past it the unit of work
+        fails with OperationalError. Default: SQLite waits 30 s, PostgreSQL as configured.
+        """
+        bind = self._write_bind
+        if busy_timeout is not None and self.is_sqlite:
+            bind = bind.execution_options(sqlite_busy_ms=max(1, int(busy_timeout * 1000)))
+        with Session(bind, expire_on_commit=False) as session, session.begin():
+            if busy_timeout is not None and not self.is_sqlite:
+                ms = max(1, int(busy_timeout * 1000))
+                session.execute(text(f"SET LOCAL lock_timeout = {ms}"))
             yield session
 
     def health_problem(self) -> str | None:

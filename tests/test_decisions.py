@@ -244,6 +244,7 @@ def test_reject_opens_a_modal_of_reasons_grouped_by_what_they_point_at(app, fake
 def test_reject_with_a_reason_disqualifies_and_updates_the_card(app, db, fake_slack, handed_off):
     response = submit_reject(app, "U0REP1", handed_off.id, "too_small", "Only 12 staff")
     assert response.status_code == 200 and response.text == ""
+    wait_until(lambda: status_of(db, handed_off.id) == "rejected")  # written after the ack
     [handoff] = rows(db, Handoff)
     assert (handoff.status, handoff.reason_id, handoff.note, handoff.action) == (
         "rejected",
@@ -260,7 +261,7 @@ def test_reject_with_a_reason_disqualifies_and_updates_the_card(app, db, fake_sl
 
 def test_recycled_rejection_goes_back_to_nurture(app, db, handed_off):
     submit_reject(app, "U0REP1", handed_off.id, "bad_timing")
-    assert rows(db, Lead)[0].status == "nurture"
+    wait_until(lambda: rows(db, Lead)[0].status == "nurture")
 
 
 def test_reject_without_a_required_note_is_answered_in_the_modal(app, db, handed_off):
@@ -297,6 +298,7 @@ def test_manager_reassigns_and_the_clock_restarts(app, db, fake_slack, handed_of
         )
     )
     assert response.text == ""
+    wait_until(lambda: len(rows(db, Handoff)) == 2)  # written after the ack
     old, new = rows(db, Handoff)
     assert (old.status, old.decided_by) == ("reassigned", "U0MGR")
     assert (new.status, new.owner_email, new.previous_id) == ("open", "rep2@example.com", old.id)

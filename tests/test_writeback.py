@@ -24,7 +24,7 @@ from bot.signing import intake_signature
 from store.models import Handoff, Outbox
 from tests.conftest import lead
 from tests.slackreq import block_actions
-from tests.test_decisions import submit_reject, wait_until
+from tests.test_decisions import status_of, submit_reject, wait_until
 
 WEBHOOK_URL = "https://hooks.example.test/handoff"
 WEBHOOK_SECRET = "webhook-secret"
@@ -137,6 +137,7 @@ def test_hubspot_gets_the_rejection_on_the_contact(app_factory, db, fake_slack):
     with db.session() as session:
         handoff_id = session.scalars(select(Handoff.id)).one()
     submit_reject(app, "U0REP1", handoff_id, "too_small", "12 staff")
+    wait_until(lambda: status_of(db, handoff_id) == "rejected")  # written after the ack
     app.drain()
     [request] = upstream.requests
     assert request.method == "PATCH"
