@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, select
 
 from store.models import SCHEMA_VERSION, Heartbeat, SchemaInfo
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_CHECK_SECONDS = 5.0
+HEARTBEAT_BUSY_SECONDS = 0.5
 
 
 class SchemaError(RuntimeError):
@@ -217,17 +218,29 @@ class Database:
         return error is None
 
     def _write_heartbeat(self) -> Exception | None:
-        """Commit a change to the heartbeat row; the error if that failed."""
+        """Commit a change to the heartbeat row; the error if that failed.
+
+        Another writer holding the lock is not a failure (writes are happening), and
+        the check never waits for it more than a moment: a health check must answer.
+        """
         try:
-            with self.transaction() as session:
+            with self.transaction(busy_timeout=HEARTBEAT_BUSY_SECONDS) as session:
                 beat = update(Heartbeat).where(Heartbeat.id == 1).values(beat=Heartbeat.beat + 1)
                 if session.execute(beat).rowcount == 0:  # the first check on this database
                     session.add(Heartbeat(id=1))
         except IntegrityError:  # another process's first check wrote the row: it takes writes
             return None
+        except OperationalError as exc:
+            return None if _busy(exc) else exc
         except Exception as exc:  # noqa: BLE001 - any failure means "cannot write"
             return exc
         return None
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _busy(exc: OperationalError) -> bool:
+    """The database is locked by another writer (SQLite's busy timeout, PostgreSQL's
+    lock_timeout), as opposed to refusing the write itself."""
+    return "database is locked" in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "55P03"
