@@ -50,6 +50,9 @@ def build_bolt_app(services: Services) -> App:
     @app.middleware
     def provide_services(context: BoltContext, next: Any) -> Any:  # noqa: A002 - Bolt's name
         context["services"] = services
+        # Listeners get the app's own client (kept-alive connections, counted calls)
+        # instead of the plain one Bolt builds for every request.
+        context["client"] = services.slack
         return next()
 
     from handlers import register

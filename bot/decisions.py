@@ -28,14 +28,15 @@ from functools import partial
 from typing import Any, ClassVar
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from bot import access, clock
+from bot import access, clock, metrics
 from bot.blocks.common import Mrkdwn, as_mrkdwn, local_time, md, mention
 from bot.definition import Definition, Reason
 from bot.handoffs import NewHandoff, open_handoffs
+from bot.logs import lead_event
 from bot.services import Services
 from bot.sla import close_clock
 from bot.slack import SlackPerson
@@ -218,7 +219,14 @@ def accept(
         )
         return decided
 
-    return _decide(services, handoff.id, write, user_id=user_id, attempt=HandoffStatus.ACCEPTED)
+    return _decide(
+        services,
+        handoff.id,
+        write,
+        user_id=user_id,
+        attempt=HandoffStatus.ACCEPTED,
+        done=lambda decided: _log_decision(services, decided, "accepted"),
+    )
 
 
 def rejection_problems(
@@ -248,7 +256,14 @@ class Rejection:
 
     def record(self, services: Services) -> Handoff:
         """Write it; Refused when someone decided first."""
-        return _decide(services, self.handoff.id, partial(self._write, services))
+        return _decide(
+            services,
+            self.handoff.id,
+            partial(self._write, services),
+            done=lambda decided: _log_decision(
+                services, decided, "rejected", reason=self.reason.id, detail=self.reason.action
+            ),
+        )
 
     def _write(self, services: Services, session: Session) -> Handoff | None:
         reason = self.reason
@@ -331,7 +346,14 @@ class Reassignment:
 
     def record(self, services: Services) -> Handoff:
         """Write it and return the new handoff; Refused when someone decided first."""
-        return _decide(services, self.handoff.id, partial(self._write, services))
+        return _decide(
+            services,
+            self.handoff.id,
+            partial(self._write, services),
+            done=lambda successor: _log_decision(
+                services, successor, "reassigned", detail=f"to {successor.owner_email}"
+            ),
+        )
 
     def _write(self, services: Services, session: Session) -> Handoff | None:
         person, at, user_id = self.to, self.at, self.user_id
@@ -439,9 +461,11 @@ def _decide(
     *,
     user_id: str | None = None,
     attempt: str | None = None,
+    done: Callable[[Handoff], None] | None = None,
 ) -> Handoff:
-    """Run a decision's `write` (None: it lost the race), then wake the outbox. Losing
-    to the same person's identical decision (`user_id`, `attempt`) is a quiet refusal."""
+    """Run a decision's `write` (None: it lost the race), then wake the outbox and
+    report it (`done`). Losing to the same person's identical decision (`user_id`,
+    `attempt`) is a quiet refusal."""
     try:
         decided = _write(services, write)
     except OperationalError:
@@ -452,7 +476,27 @@ def _decide(
     if decided is None:
         raise _refuse_lost_race(services, handoff_id, user_id, attempt)
     services.delivery.wake()
+    if done is not None:
+        done(decided)
     return decided
+
+
+def _log_decision(
+    services: Services,
+    handoff: Handoff,
+    decision: str,
+    *,
+    reason: str | None = None,
+    detail: str = "",
+) -> None:
+    """The decision's line in the log and its counts in the metrics (after the commit)."""
+    metrics.DECISIONS.labels(decision).inc()
+    if reason is not None:
+        metrics.REJECTIONS.labels(reason).inc()
+    with services.db.session() as session:
+        lead_id = session.scalar(select(Lead.external_id).where(Lead.id == handoff.lead_id))
+    words = " ".join(filter(None, [decision, reason and f"({reason})", detail]))
+    lead_event(lead_id or f"#{handoff.lead_id}", "decided", words, decision=decision)
 
 
 def _write(services: Services, work: Callable[[Session], Handoff | None]) -> Handoff | None:

@@ -14,11 +14,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import clock
+from bot import clock, metrics
 from bot.blocks.common import as_mrkdwn, local_time, mention
 from bot.blocks.sla import escalation_blocks, escalation_text, nudge_blocks, nudge_text
 from bot.cards import post_to_user
 from bot.delivery import Permanent, Retry, sender
+from bot.logs import lead_event
 from bot.services import Services
 from store import outbox, timers
 from store.models import Handoff, HandoffStatus, Lead, Outbox, SlaTimer
@@ -36,6 +37,8 @@ def sweep(services: Services, *, now: datetime | None = None) -> int:
     late_after = timedelta(seconds=max(60.0, 2 * services.settings.handoff_sweep_seconds))
     channel = services.definition.handoff.sla.escalation_channel
     fired_total = 0
+    breached: set[int] = set()
+    overdue_at = _first_overdue_fraction(services)
     while True:
         with services.db.transaction() as session:
             fired = timers.claim_due(session, now=now, late_after=late_after)
@@ -59,12 +62,21 @@ def sweep(services: Services, *, now: datetime | None = None) -> int:
                 ]
             outbox.enqueue_many(session, rows, now=now)
         fired_total += len(fired)
+        breached.update(t.handoff_id for t in fired if t.fraction == overdue_at)
         if len(fired) < 1000:
             break
     if fired_total:
-        logger.info("SLA sweep fired %s timer(s)", fired_total)
+        logger.debug("SLA sweep fired %s timer(s)", fired_total)
         services.delivery.wake()
+    metrics.SLA_BREACHES.inc(len(breached))
     return fired_total
+
+
+def _first_overdue_fraction(services: Services) -> float | None:
+    """The timer that marks a breach: the first one at or past the deadline (100%)."""
+    sla = services.definition.handoff.sla
+    overdue = [f for f in (*sla.remind_at, sla.escalate_at) if f >= 1.0]
+    return min(overdue) if overdue else None
 
 
 def _duration(delta: timedelta) -> str:
@@ -118,12 +130,15 @@ def send_nudge(services: Services, item: Outbox) -> dict[str, Any]:
     company = lead.company or lead.external_id
     link = _permalink(services, handoff)
     note = LATE_NOTE if item.payload.get("late") else ""
-    return post_to_user(
+    result = post_to_user(
         services,
         handoff.owner_user_id,
         text=nudge_text(company, link, when),
         blocks=nudge_blocks(company, link, when, note),
     )
+    metrics.SLA_REMINDERS.inc()
+    lead_event(lead.external_id, "reminded", f"{handoff.owner_email}: {when}")
+    return result
 
 
 @sender(ESCALATION)
@@ -169,6 +184,10 @@ def send_escalation(services: Services, item: Outbox) -> dict[str, Any]:
     if to_channel:
         channel = definition.handoff.sla.escalation_channel or ""
         response = services.slack.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        lead_event(lead.external_id, "escalated", f"to {channel}: {when}")
         return {"channel": response["channel"], "ts": response["ts"]}
     assert manager is not None and manager.user_id is not None
-    return post_to_user(services, manager.user_id, text=text, blocks=blocks)
+    result = post_to_user(services, manager.user_id, text=text, blocks=blocks)
+    metrics.SLA_ESCALATIONS.inc()
+    lead_event(lead.external_id, "escalated", f"to {manager_email}: {when}")
+    return result

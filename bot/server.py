@@ -20,9 +20,11 @@ import waitress
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot import clock
+from bot import __version__, clock, metrics
 from bot.intake import DatabaseBusy, Intake
 from bot.leads import InvalidLeads, parse_body
+from bot.logs import lead_event
+from bot.readiness import SlackWatch, check_slack
 from bot.services import Services
 from bot.settings import secret
 from bot.signing import unix_seconds, verify_intake
@@ -54,10 +56,17 @@ _STATUS = {
 
 
 class Router:
-    """The WSGI app: three routes, the Slack one handed to Bolt."""
+    """The WSGI app: Slack's route (handed to Bolt), lead intake, health, readiness, metrics."""
 
-    def __init__(self, services: Services, bolt_app: App) -> None:
+    def __init__(
+        self,
+        services: Services,
+        bolt_app: App,
+        readiness: Callable[[], list[str]] | None = None,
+    ) -> None:
         self.services = services
+        self.readiness = readiness or (lambda: [])
+        self.metrics = metrics.registry_for(services.db)
         self.slack = SlackRequestHandler(bolt_app)
         # Bolt logs the whole body of every request it refuses at INFO: keep bodies out.
         logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
@@ -87,6 +96,16 @@ class Router:
         if path == "/healthz":
             problem = self.services.db.health_problem()
             return _reply(start_response, 503 if problem else 200, {"status": problem or "ok"})
+        if path == "/readyz":
+            problems = self.readiness()
+            body = {"ready": not problems, "problems": problems, "version": __version__}
+            return _reply(start_response, 503 if problems else 200, body)
+        if path == "/metrics":
+            start_response(
+                _STATUS[200],
+                [("Content-Type", metrics.CONTENT_TYPE), ("Cache-Control", "no-store")],
+            )
+            return [metrics.render(self.metrics)]
         return _reply(start_response, 404, {"error": "not found"})
 
     def bounded_post_leads(
@@ -95,12 +114,16 @@ class Router:
         """post_leads on at most INTAKE_SLOTS threads. Over that (answered at once,
         nothing stored, nothing queued for a thread), or when the database stays busy
         past the budget (the batch rolled back): 503 with Retry-After, which CRMs retry."""
+        started = time.perf_counter()
+        status = 503
         if not self._intake_slots.acquire(blocking=False):
+            metrics.INTAKE_SECONDS.labels("503").observe(time.perf_counter() - started)
             return _reply(
                 start_response, 503, {"error": "too many lead requests at once"}, retry_after=1
             )
         try:
-            return _reply(start_response, *self.post_leads(environ))
+            status, payload = self.post_leads(environ)
+            return _reply(start_response, status, payload)
         except DatabaseBusy as exc:
             logger.warning("POST /leads answered 503: %s", exc)
             return _reply(
@@ -108,6 +131,7 @@ class Router:
             )
         finally:
             self._intake_slots.release()
+            metrics.INTAKE_SECONDS.labels(str(status)).observe(time.perf_counter() - started)
 
     def post_leads(self, environ: dict[str, Any]) -> Response:
         try:
@@ -131,7 +155,21 @@ class Router:
         except InvalidLeads as exc:
             return 400, {"errors": [error.to_json() for error in exc.errors]}
         outcomes = self.intake.ingest(leads, now=clock.now())  # starts the new cards
-        return 202, {"results": [outcome.to_json() for outcome in outcomes]}
+        results = [outcome.to_json() for outcome in outcomes]
+        for result in results:
+            _received(result)
+        return 202, {"results": results}
+
+
+def _received(result: dict[str, Any]) -> None:
+    """The lead's line in the log and its count in the metrics."""
+    outcome = result["outcome"]
+    metrics.LEADS.labels(outcome).inc()
+    detail = f"{outcome}, score {result['score']}"
+    if result.get("owner"):
+        detail += f", handed off to {result['owner']}"
+        metrics.HANDOFFS.inc()
+    lead_event(result["id"], "received", detail, outcome=outcome, owner=result.get("owner"))
 
 
 def _reply(
@@ -149,14 +187,21 @@ class HandoffServer:
     """HTTP server + outbox worker + scheduler (+ Socket Mode), started and stopped together."""
 
     def __init__(
-        self, services: Services, *, host: str = "0.0.0.0", port: int = 3000, threads: int = 8
+        self,
+        services: Services,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 3000,
+        threads: int = 8,
+        slack_watch: SlackWatch | None = None,
     ) -> None:
         from bot.app import build_bolt_app
         from bot.scheduler import build_scheduler
 
         self.services = services
+        self.slack_watch = slack_watch or SlackWatch(lambda: check_slack(services.slack))
         self.bolt_app = build_bolt_app(services)
-        self.router = Router(services, self.bolt_app)
+        self.router = Router(services, self.bolt_app, self.readiness_problems)
         self.http = waitress.create_server(
             self.router,
             host=host,
@@ -174,14 +219,42 @@ class HandoffServer:
     def port(self) -> int:
         return int(self.http.effective_port)  # type: ignore[union-attr]
 
+    def readiness_problems(self) -> list[str]:
+        """Why this process should not get traffic yet; empty when it is ready."""
+        problems = []
+        database = self.services.db.health_problem()
+        if database:
+            problems.append(database)
+        slack = self.slack_watch.state
+        if not slack.ok:
+            problems.append(slack.problem or "Slack has not accepted the token yet")
+        if not self.scheduler.running:
+            problems.append("the scheduler is not running")
+        if not self.services.delivery.running:
+            problems.append("the outbox worker is not running")
+        if self._wants_socket_mode() and not self._socket_connected():
+            problems.append("Socket Mode is not connected")
+        return problems
+
+    def _wants_socket_mode(self) -> bool:
+        return bool(secret(self.services.settings.slack_app_token))
+
+    def _socket_connected(self) -> bool:
+        client = getattr(self.socket_mode, "client", None)
+        return bool(client is not None and client.is_connected())
+
     def start_background(self) -> None:
+        if self.slack_watch.state.problem == SlackWatch.UNCHECKED:
+            self.slack_watch.check_now()
+        self.slack_watch.retry_in_background()
         self.services.delivery.start()
         self.scheduler.start()
-        app_token = secret(self.services.settings.slack_app_token)
-        if app_token:
+        if self._wants_socket_mode():
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-            self.socket_mode = SocketModeHandler(self.bolt_app, app_token)
+            self.socket_mode = SocketModeHandler(
+                self.bolt_app, secret(self.services.settings.slack_app_token)
+            )
             self.socket_mode.connect()
             logger.info("connected to Slack over Socket Mode")
 
@@ -198,6 +271,15 @@ class HandoffServer:
     def run(self) -> None:
         """What `handoff run` does: start, serve, and on SIGTERM drain and exit."""
         signal.signal(signal.SIGTERM, _raise_system_exit)
+        settings = self.services.settings
+        logger.info(
+            "Handoff %s starting: %s, %s database, definition v%s, port %s",
+            __version__,
+            "Socket Mode and HTTP" if self._wants_socket_mode() else "HTTP mode",
+            self.services.db.engine.dialect.name,
+            self.services.definition.version,
+            settings.port,
+        )
         self.start_background()
         # What start-up built (modules, the definition, the Bolt app) lives as long as the
         # process: keep it out of the cyclic GC, whose full collections over it stopped
@@ -218,6 +300,7 @@ class HandoffServer:
         # Idle keep-alive connections would keep waitress's loop alive until they time out.
         for channel in list(self.http._map.values()):  # noqa: SLF001 - waitress has no API for it
             channel.close()
+        self.slack_watch.stop()
         if self.socket_mode is not None:
             self.socket_mode.close()
         # Finish what listeners left for after their ack (decisions, modals, App Home).

@@ -9,8 +9,9 @@ missing or malformed variable at once.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from store.db import url_problem
@@ -27,6 +28,8 @@ class Settings(BaseSettings):
     handoff_definition: str = "qualification.yml"
     handoff_intake_secret: SecretStr | None = None
     port: int = Field(default=3000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     # Optional, off by default.
     handoff_sweep_seconds: float = Field(default=15.0, gt=0)
@@ -37,6 +40,28 @@ class Settings(BaseSettings):
     hubspot_status_property: str = "hs_lead_status"
     hubspot_reason_property: str = "handoff_rejection_reason"
     hubspot_note_property: str = "handoff_rejection_note"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def secrets(self) -> list[str]:
+        """Every secret value set, for the log filter that masks them."""
+        values = (
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.handoff_intake_secret,
+            self.handoff_webhook_secret,
+            self.hubspot_token,
+        )
+        return [secret(value) for value in values if secret(value)]
 
     def database_problem(self) -> str | None:
         """What is wrong with DATABASE_URL, found without connecting (every command)."""
@@ -83,14 +108,24 @@ def secret(value: SecretStr | None) -> str:
 
 def load_settings() -> Settings:
     """Read the environment; malformed values become one clear line each."""
+    settings, problems = read_settings()
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def read_settings() -> tuple[Settings, list[str]]:
+    """The settings, and what is malformed in the environment (one line each). A
+    malformed variable takes its default here, so the rest can still be checked (and
+    `handoff run` names every problem in one pass)."""
     try:
-        return Settings()
+        return Settings(), []
     except ValidationError as exc:
-        lines = [
-            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors(include_url=False)
-        ]
-        raise SettingsError(lines) from None
+        errors = exc.errors(include_url=False)
+    problems = [f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in errors]
+    malformed = {str(err["loc"][0]) for err in errors if err["loc"]}
+    defaults = {name: Settings.model_fields[name].default for name in malformed}
+    return Settings(**defaults), problems
 
 
 class SettingsError(Exception):

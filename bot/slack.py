@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import re
 import select as select_module
 import ssl
 import threading
@@ -29,6 +30,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from bot import clock
+from bot.metrics import SLACK_CALLS
 from store.db import Database
 from store.models import SlackUser
 
@@ -54,6 +56,19 @@ class KeepAliveWebClient(WebClient):
         self._every_thread: weakref.WeakValueDictionary[int, _Connections] = (
             weakref.WeakValueDictionary()
         )
+
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Every Web API call, counted by method and result for /metrics."""
+        try:
+            response = super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            SLACK_CALLS.labels(api_method, _result(exc.response)).inc()
+            raise
+        except Exception:
+            SLACK_CALLS.labels(api_method, "network_error").inc()
+            raise
+        SLACK_CALLS.labels(api_method, "ok").inc()
+        return response
 
     def close(self) -> None:
         """Close every thread's connections (a thread that calls again reconnects)."""
@@ -105,6 +120,17 @@ class KeepAliveWebClient(WebClient):
                 connection = http.client.HTTPConnection(netloc, timeout=self.timeout)
             connections[key] = connection
         return connection
+
+
+_ERROR_CODE = re.compile(r"[a-z_]{1,40}")
+
+
+def _result(response: Any) -> str:
+    """A bounded label for a failed call: http_429, or Slack's error code."""
+    if response.status_code == 429:
+        return "http_429"
+    error = str(response.get("error") or "")
+    return error if _ERROR_CODE.fullmatch(error) else f"http_{response.status_code}"
 
 
 class _Connections(dict[str, http.client.HTTPConnection]):

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from bot.decisions import NOTE_LIMIT
 from bot.delivery import Permanent, Retry, sender
+from bot.logs import lead_event
 from bot.services import Services
 from bot.settings import secret
 from bot.signing import intake_signature
@@ -106,7 +107,8 @@ def _raise_for_retry(response: httpx.Response, what: str) -> None:
 @sender("webhook")
 def send_webhook(services: Services, item: Outbox) -> dict[str, Any]:
     settings = services.settings
-    body = json.dumps(decision_event(services, item.payload["handoff_id"])).encode()
+    event = decision_event(services, item.payload["handoff_id"])
+    body = json.dumps(event).encode()
     timestamp = str(int(time.time()))
     response = services.http.post(
         settings.handoff_webhook_url or "",
@@ -120,6 +122,7 @@ def send_webhook(services: Services, item: Outbox) -> dict[str, Any]:
         },
     )
     _raise_for_retry(response, "the webhook")
+    lead_event(event["lead"]["id"], "written back", f"webhook {event['event']}")
     return {"status": response.status_code}
 
 
@@ -156,4 +159,5 @@ def send_hubspot(services: Services, item: Outbox) -> dict[str, Any]:
         headers={"Authorization": f"Bearer {secret(settings.hubspot_token)}"},
     )
     _raise_for_retry(response, "HubSpot")
+    lead_event(lead.external_id, "written back", f"HubSpot contact, {handoff.status}")
     return {"status": response.status_code}

@@ -7,6 +7,7 @@ UPDATE, so two processes sharing a database never work on the same row.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -256,3 +257,28 @@ def pending_count(session: Session) -> int:
         )
         or 0
     )
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    pending: int
+    failed: int
+    oldest_created_at: datetime | None  # of the pending rows
+
+
+# Three range reads on the (status, next_attempt_at) index, never a scan of the sent rows.
+_PENDING = _outbox.c.status == OutboxStatus.PENDING
+_STATS = select(
+    select(func.count()).select_from(_outbox).where(_PENDING).scalar_subquery(),
+    select(func.count())
+    .select_from(_outbox)
+    .where(_outbox.c.status == OutboxStatus.FAILED)
+    .scalar_subquery(),
+    select(func.min(_outbox.c.created_at)).where(_PENDING).scalar_subquery(),
+)
+
+
+def stats(session: Session) -> OutboxStats:
+    """How deep the outbox is, how old its oldest waiting row, how many failed for good."""
+    pending, failed, oldest = session.execute(_STATS).one()
+    return OutboxStats(int(pending or 0), int(failed or 0), oldest)

@@ -6,14 +6,14 @@ with status 2 and a message on stderr, never a traceback.
 
 from __future__ import annotations
 
-import logging
 from functools import cached_property
 from typing import NoReturn
 
 import click
 
+from bot import logs
 from bot.definition import Definition, DefinitionError, load_definition
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, read_settings
 from store.db import Database, SchemaError
 
 BAD_INPUT = 2
@@ -27,12 +27,16 @@ def fail(message: str) -> NoReturn:
 class Env:
     """Lazily built settings, definition and database for one command."""
 
+    def __init__(self) -> None:
+        # Malformed variables are reported when a command first needs the settings
+        # (`run` lists them with its other problems); logging starts with what is valid.
+        self.read_settings, self.settings_problems = read_settings()
+
     @cached_property
     def settings(self) -> Settings:
-        try:
-            return load_settings()
-        except SettingsError as exc:
-            fail("\n".join(exc.problems))
+        if self.settings_problems:
+            fail("\n".join(self.settings_problems))
+        return self.read_settings
 
     def definition_at(self, path: str) -> Definition:
         try:
@@ -73,13 +77,15 @@ pass_env = click.make_pass_decorator(Env, ensure=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level (LOG_LEVEL=DEBUG).")
+@click.version_option(package_name="handoff", prog_name="handoff")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Handoff: one shared lead definition, enforced in Slack."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    env = Env()
+    settings = env.read_settings
+    logs.configure(
+        "DEBUG" if verbose else settings.log_level, settings.log_format, settings.secrets()
     )
-    ctx.obj = Env()
-    ctx.call_on_close(ctx.obj.close)
+    ctx.obj = env
+    ctx.call_on_close(env.close)
