@@ -95,7 +95,7 @@ def render(rows: list[ReportRow], fmt: str) -> str:
     if fmt == "csv":
         return csv_text(COLUMNS, (_formatted(row, "") for row in rows))
     table = [_formatted(row, "—") for row in rows]
-    widths = [max(len(c), *(len(str(r[c])) for r in table)) for c in COLUMNS]
+    widths = [max([len(c), *(len(str(r[c])) for r in table)]) for c in COLUMNS]
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
     for values in table:
         lines.append(

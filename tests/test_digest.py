@@ -278,6 +278,9 @@ def test_report_from_after_to_is_an_error(cli_env):
     result = report("--from", "2026-11-20", "--to", "2026-11-10")
     assert result.exit_code == 2
     assert result.stderr == "--from: 2026-11-20 is after --to 2026-11-10\n"
+    empty = report("--by", "source")  # no leads yet: the header alone
+    assert empty.exit_code == 0, empty.stderr
+    assert empty.stdout.startswith("group  handed_off  accepted") and empty.stdout.count("\n") == 1
     bad = report("--to", "2026-11-31")
     assert bad.exit_code == 2 and "--to: expected a date like 2026-11-01" in bad.stderr
 
