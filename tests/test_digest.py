@@ -18,6 +18,8 @@ from bot import decisions, digest
 from bot.cli import main
 from bot.definition import load_definition
 from bot.digest import build_digest, digest_text, window_for
+from bot.figures import GROUPS
+from bot.report import build_report
 from bot.scheduler import digest_trigger
 from store.db import Database
 from store.models import DigestRun, Handoff, Outbox
@@ -214,9 +216,10 @@ def test_posted_once_with_two_instances_and_caught_up_after_downtime(
         )
 
 
-def test_every_digest_query_seeks_the_week_by_index(week, db, definition):
-    """The digest reads the week, not the table, only while each of its queries seeks the
-    window in an index: SQLite's plan for every statement, on a schema without statistics."""
+def test_every_digest_and_report_query_seeks_the_period_by_index(week, db, definition):
+    """The digest and the report read the period, not the table, only while each of their
+    queries seeks it in an index: SQLite's plan for every statement, on a schema without
+    statistics."""
     if not db.is_sqlite:
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
     statements = []
@@ -227,6 +230,8 @@ def test_every_digest_query_seeks_the_week_by_index(week, db, definition):
     event.listen(db.engine, "before_cursor_execute", record)
     try:
         build_digest(db, definition, window_for(definition, MON_W47, "2026-W47"))
+        for by in (None, *GROUPS):
+            build_report(db, MON_W46, MON_W47 + 7 * 24 * H, by)
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     with db.engine.connect() as conn:
