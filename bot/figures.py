@@ -69,7 +69,7 @@ DECIDED = (HandoffStatus.ACCEPTED, HandoffStatus.REJECTED)
 CLOCK_STOPPED = (*DECIDED, HandoffStatus.REASSIGNED)  # every status with a decided_at
 
 
-def rate(part: int, whole: int) -> float | None:
+def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
@@ -87,11 +87,11 @@ class Figures:
 
     @property
     def accept_rate(self) -> float | None:
-        return rate(self.accepted, self.accepted + self.rejected)
+        return _rate(self.accepted, self.accepted + self.rejected)
 
     @property
     def sla_compliance(self) -> float | None:
-        return rate(self.sla_met, self.sla_met + self.sla_breached)
+        return _rate(self.sla_met, self.sla_met + self.sla_breached)
 
     def add(self, other: Figures) -> None:
         for name in (f.name for f in fields(self)):
@@ -202,7 +202,10 @@ def tally(
             .group_by(*lead_keys, Lead.status)
         ):
             status, count = row[width:]
-            setattr(figures(row), status, getattr(figures(row), status) + count)
+            if status == LeadStatus.NURTURE:
+                figures(row).nurture += count
+            else:
+                figures(row).missing_context += count
     if not by and not groups:
         groups[()] = Figures()
     return groups
@@ -221,7 +224,7 @@ def _closed(
     width = len(by)
     decisions, sla = DECISIONS in parts, SLA in parts
     outcome = [Handoff.status, Handoff.reason_id] if decisions else []
-    columns = [*outcome, func.count()]
+    columns = [*outcome, func.count()] if decisions else []
     if sla:
         columns += [
             func.count().filter(Handoff.breached.is_(False)),
@@ -232,15 +235,14 @@ def _closed(
     )
     for row in session.execute(query.group_by(*outcome)):
         target = figures(row)
-        values = row[width:]
         if decisions:
-            status, reason_id, count, *values = values
+            status, reason_id, count = row[width : width + 3]
             if status == HandoffStatus.ACCEPTED:
                 target.accepted += count
             elif status == HandoffStatus.REJECTED:
                 target.rejected += count
                 target.rejections[reason_id or ""] += count
         if sla:
-            met, breached = values[-2:]
+            met, breached = row[-2:]
             target.sla_met += met
             target.sla_breached += breached
