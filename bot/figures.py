@@ -19,27 +19,30 @@ accept rate        accepted / (accepted + rejected); none without decisions   -
 open               leads waiting for a decision at the end of the period:     the end
                    handed off before it, decided at or after it or not yet
                    (a reassigned lead once: only its current handoff is open)
+SLA met,           each rep's response clock, once it has stopped (a          handed to
+SLA breached       decision or a reassignment): met when it stopped by the    that rep
+                   deadline. A lead reassigned after a breach counts the      (assigned_at)
+                   first rep's breach, and the next rep's clock on its own;
+                   a clock still running counts once it stops
+SLA compliance     met / (met + breached); none when no clock stopped         -
 nurture            leads with marketing because they did not qualify (status  arrived
                    nurture, not qualified: a lead sales recycled counts as    (created_at);
                    rejected, not here)                                        status now
 missing context    leads that qualified but lack a required field             arrived;
                                                                               status now
-SLA met,           each rep's response clock, once it stops (a decision or a  clock stopped
-SLA breached       reassignment); met when it stopped by the deadline. A      (decided_at)
-                   lead reassigned after a breach counts the first rep's
-                   breach, and the next rep's clock on its own
-SLA compliance     met / (met + breached); none when no clock stopped         -
 
-Grouped figures split the same counts: by the lead's `source` or `campaign`, by `rep`
-(the owner of each handoff: a reassigned lead is handed off by the first rep and decided
-by the next) or by rejection `reason`. The figures of leads that never reached sales
-(nurture, missing context) have no rep or reason and fall in the `None` group there, so
-every grouping adds up to the totals.
+Grouped figures split the same counts, so a grouping adds up to the totals: by the
+lead's `source` or `campaign`, by `rep` (the owner of each handoff: a reassigned lead is
+handed off by the first rep and decided by the next) or by rejection `reason`. The leads
+that never reached sales (nurture, missing context) have no rep or reason: grouped that
+way they fall in the `None` group.
 
-The statements filter on columns one of the handoff table's covering indexes holds,
-(`assigned_at`, `previous_id`, ...) or (`status`, `decided_at`, ...), so a period costs
-the same on a thousand handoffs as on a million; only the SLA figures read the rows
-(`breached` is not in the decided index).
+Every statement seeks the period in one of the handoff table's covering indexes,
+(`assigned_at`, `previous_id`, `status`, `reason_id`, `breached`, `lead_id`) or (`status`,
+`decided_at`, ..., `reason_id`, `lead_id`), and reads index entries only (grouping by rep
+reads the rows for the owner; by source or campaign, the leads): a period costs the same
+on a thousand handoffs as on a million. This is also why the SLA is placed by when the
+handoff was made: `breached` is in the first index only.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ PARTS = (HANDED_OFF, DECISIONS, SLA, OPEN, LEADS)
 
 DECIDED = (HandoffStatus.ACCEPTED, HandoffStatus.REJECTED)
 CLOCK_STOPPED = (*DECIDED, HandoffStatus.REASSIGNED)  # every status with a decided_at
+FIRST = Handoff.previous_id.is_(None)  # a handoff that is not a reassignment
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -109,19 +113,20 @@ def total(groups: Iterable[Figures]) -> Figures:
 # --- the filters: one per figure, shared with the digest's other queries ----------------------
 
 
+def assigned_in(start: datetime, end: datetime) -> tuple[Any, ...]:
+    """Handoffs made in the period: to a first rep, or to the next after a reassignment."""
+    return (Handoff.assigned_at >= start, Handoff.assigned_at < end)
+
+
 def handed_off_in(start: datetime, end: datetime) -> tuple[Any, ...]:
     """Leads handed to sales in the period (a reassignment is not a new handoff)."""
-    return (
-        Handoff.assigned_at >= start,
-        Handoff.assigned_at < end,
-        Handoff.previous_id.is_(None),
-    )
+    return (*assigned_in(start, end), FIRST)
 
 
 def decided_in(
     start: datetime, end: datetime, statuses: Sequence[str] = DECIDED
 ) -> tuple[Any, ...]:
-    """Handoffs whose clock stopped in the period with one of these outcomes."""
+    """Handoffs decided in the period (`statuses`: accepted or rejected unless told)."""
     return (
         Handoff.status.in_(statuses),
         Handoff.decided_at >= start,
@@ -129,16 +134,23 @@ def decided_in(
     )
 
 
-def open_at(end: datetime) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """Handoffs waiting for a decision at `end`, as two filters to count and add: still
-    open now, and decided since. Two index seeks; as one OR they would read every
-    handoff made before `end`."""
+def open_at(end: datetime) -> tuple[tuple[tuple[Any, ...], int], ...]:
+    """Handoffs waiting for a decision at `end`, as filters to count with a sign and add up:
+    open now, minus those made at or after `end`, plus those made before it and decided at
+    or after it. A period that ends now reads the open handoffs' index entries only; an
+    earlier one also the handoffs made or decided since."""
     return (
-        (Handoff.status == HandoffStatus.OPEN, Handoff.assigned_at < end),
+        ((Handoff.status == HandoffStatus.OPEN,), 1),
+        # "Not stopped" rather than "open": an equality on status would draw SQLite's planner
+        # (no statistics) to the status index and every open handoff instead of the range.
+        ((Handoff.assigned_at >= end, Handoff.status.not_in(CLOCK_STOPPED)), -1),
         (
-            Handoff.status.in_(CLOCK_STOPPED),
-            Handoff.decided_at >= end,
-            Handoff.assigned_at < end,
+            (
+                Handoff.status.in_(CLOCK_STOPPED),
+                Handoff.decided_at >= end,
+                Handoff.assigned_at < end,
+            ),
+            1,
         ),
     )
 
@@ -182,17 +194,24 @@ def tally(
     def figures(row: Sequence[Any]) -> Figures:
         return groups.setdefault(tuple(row[:width]), Figures())
 
-    if HANDED_OFF in parts:
+    if HANDED_OFF in parts or SLA in parts:
+        _assigned(session, start, end, by, parts, figures)
+    if DECISIONS in parts:
         for row in session.execute(
-            _handoff_query(by, func.count()).where(*handed_off_in(start, end))
+            _handoff_query(by, Handoff.status, Handoff.reason_id, func.count())
+            .where(*decided_in(start, end))
+            .group_by(Handoff.status, Handoff.reason_id)
         ):
-            figures(row).handed_off += row[width]
-    if DECISIONS in parts or SLA in parts:
-        _closed(session, start, end, by, parts, figures)
+            status, reason_id, count = row[width:]
+            if status == HandoffStatus.ACCEPTED:
+                figures(row).accepted += count
+            else:
+                figures(row).rejected += count
+                figures(row).rejections[reason_id or ""] += count
     if OPEN in parts:
-        for where in open_at(end):
+        for where, sign in open_at(end):
             for row in session.execute(_handoff_query(by, func.count()).where(*where)):
-                figures(row).open += row[width]
+                figures(row).open += sign * row[width]
     if LEADS in parts:
         keys = [GROUPS[n] if n in _LEAD_GROUPS else null() for n in by]
         lead_keys = [GROUPS[n] for n in by if n in _LEAD_GROUPS]
@@ -206,12 +225,14 @@ def tally(
                 figures(row).nurture += count
             else:
                 figures(row).missing_context += count
-    if not by and not groups:
-        groups[()] = Figures()
-    return groups
+    if not by:
+        return {(): groups.get((), Figures())}
+    # A group can add up to nothing (a handoff made after the period and still open counts
+    # +1 and -1 in `open_at`): it has nothing in the period.
+    return {key: counted for key, counted in groups.items() if counted != Figures()}
 
 
-def _closed(
+def _assigned(
     session: Any,
     start: datetime,
     end: datetime,
@@ -219,30 +240,24 @@ def _closed(
     parts: Collection[str],
     figures: Any,
 ) -> None:
-    """Decisions (by outcome and reason) and stopped clocks (met or breached) in one pass.
-    Decisions alone read the decided index only; the SLA reads the rows for `breached`."""
+    """Handed off and the SLA in one pass over the handoffs made in the period."""
     width = len(by)
-    decisions, sla = DECISIONS in parts, SLA in parts
-    outcome = [Handoff.status, Handoff.reason_id] if decisions else []
-    columns = [*outcome, func.count()] if decisions else []
-    if sla:
-        columns += [
-            func.count().filter(Handoff.breached.is_(False)),
-            func.count().filter(Handoff.breached.is_(True)),
-        ]
-    query = _handoff_query(by, *columns).where(
-        *decided_in(start, end, CLOCK_STOPPED if sla else DECIDED)
-    )
-    for row in session.execute(query.group_by(*outcome)):
+    if SLA not in parts:
+        for row in session.execute(
+            _handoff_query(by, func.count()).where(*handed_off_in(start, end))
+        ):
+            figures(row).handed_off += row[width]
+        return
+    query = _handoff_query(
+        by,
+        func.count().filter(FIRST),
+        func.count().filter(Handoff.breached.is_(False)),
+        func.count().filter(Handoff.breached.is_(True)),
+    ).where(*assigned_in(start, end))
+    for row in session.execute(query):
+        first, met, breached = row[width:]
         target = figures(row)
-        if decisions:
-            status, reason_id, count = row[width : width + 3]
-            if status == HandoffStatus.ACCEPTED:
-                target.accepted += count
-            elif status == HandoffStatus.REJECTED:
-                target.rejected += count
-                target.rejections[reason_id or ""] += count
-        if sla:
-            met, breached = row[-2:]
-            target.sla_met += met
-            target.sla_breached += breached
+        if HANDED_OFF in parts:
+            target.handed_off += first
+        target.sla_met += met
+        target.sla_breached += breached

@@ -71,8 +71,8 @@ def history(app, fake_slack):
     The response time is 4 business hours (mon-fri 09:00-17:00, Sydney)."""
     fake_slack.add_user(*SALES_OWNER)
     rep1 = {"owner": "rep1@example.com"}
-    # Handed off the week before: accepted late in W47 (a breach, decided in W47); and one
-    # still waiting at the end of W47, rejected in W48.
+    # Handed off the week before: accepted late in W47 (a W46 breach, a W47 decision); and
+    # one still waiting at the end of W47, rejected in W48.
     late = arrive(app, W46_FRIDAY, "late", campaign="Autumn", **rep1)
     waiting = arrive(app, W46_FRIDAY + 6 * H, "waiting", campaign="Autumn", **rep1)
     arrive(app, W46_FRIDAY, "old-nurture", attributes={"employees": 5, "country": "AU"})
@@ -89,7 +89,7 @@ def history(app, fake_slack):
     arrive(app, monday, "nurture", attributes={"employees": 5, "country": "AU"})
     arrive(app, monday, "no-company", company=None)
     # W48: not in W47 at all.
-    arrive(app, W48 + 10 * H, "next-week", campaign="Spring", **rep1)
+    arrive(app, W48 + 10 * H, "next-week", campaign="Spring", source="partner", **rep1)
 
     accept(app, monday, late)  # 3 business days late
     accept(app, W47 + 9 * H + H / 2, first)
@@ -116,9 +116,11 @@ EXPECTED = {
     "accept_rate": "57%",
     "nurture": 1,  # "nurture"; not "old-nurture" (W46) nor "recycled" (counted as rejected)
     "missing_context": 1,
-    "sla_met": 5,  # first a b recycled moved-by-rep2
-    "sla_breached": 3,  # late c moved-by-rep1
-    "sla_compliance": "62%",
+    # Clocks of the handoffs made in W47, once stopped: "open" is still running, "late"
+    # was made in W46.
+    "sla_met": 6,  # first a b recycled last moved-by-rep2
+    "sla_breached": 2,  # c moved-by-rep1
+    "sla_compliance": "75%",
 }
 
 
@@ -139,6 +141,18 @@ def test_digest_report_and_stats_agree_on_one_history(history, db, fake_slack, m
     as_table = dict(zip(header, row, strict=True))
     for figures in (as_json, as_csv, as_table):
         assert {k: str(figures[k]) for k in EXPECTED} == {k: str(v) for k, v in EXPECTED.items()}
+
+    # The week before: its two handoffs, both answered late, neither by the end of W46.
+    [w46] = json.loads(
+        cli("report", "--from", "2026-11-09", "--to", "2026-11-15", "--format", "json")
+    )
+    assert {k: w46[k] for k in ("handed_off", "accepted", "open", "sla_breached", "nurture")} == {
+        "handed_off": 2,
+        "accepted": 0,
+        "open": 2,
+        "sla_breached": 2,
+        "nurture": 1,
+    }
 
     digest = cli("digest", "--dry-run", "--week", "2026-W47")
     first_section = "\n".join(digest.split("\n\n")[0].splitlines()[1:])
@@ -162,10 +176,10 @@ def test_digest_report_and_stats_agree_on_one_history(history, db, fake_slack, m
     by_rep = {
         r["group"]: r for r in json.loads(cli("report", *week, "--by", "rep", "--format", "json"))
     }
-    assert by_rep["rep1@example.com"]["sla_breached"] == 3
+    assert by_rep["rep1@example.com"]["sla_breached"] == 2
     assert by_rep["rep2@example.com"]["accepted"] == 1
     assert by_rep["(none)"]["nurture"] == 1  # no rep for a lead sales never had
-    assert "SLA breaches: rep1@example.com 3" in digest
+    assert "SLA breaches: rep1@example.com 2" in digest
     by_reason = cli("report", *week, "--by", "reason", "--format", "csv")
     for reason in ("bad_timing", "too_small", "no_budget"):
         assert f"\n{reason},1,0,1,0," in by_reason
