@@ -33,9 +33,9 @@ missing context    leads that qualified but lack a required field             ar
 
 Grouped figures split the same counts, so a grouping adds up to the totals: by the
 lead's `source` or `campaign`, by `rep` (the owner of each handoff: a reassigned lead is
-handed off by the first rep and decided by the next) or by rejection `reason`. The leads
-that never reached sales (nurture, missing context) have no rep or reason: grouped that
-way they fall in the `None` group.
+handed off by the first rep and decided by the next) or by rejection `reason`. Leads that
+never reached sales (nurture, missing context) have no rep or reason: they are counted
+whole or by source or campaign only.
 
 Every statement seeks the period in one of the handoff table's covering indexes,
 (`assigned_at`, `previous_id`, `status`, `reason_id`, `breached`, `lead_id`) or (`status`,
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, null, or_, select
+from sqlalchemy import func, or_, select
 
 from store.models import Handoff, HandoffStatus, Lead, LeadStatus
 
@@ -63,7 +63,7 @@ GROUPS: dict[str, Any] = {
     "rep": Handoff.owner_email,
     "reason": Handoff.reason_id,
 }
-_LEAD_GROUPS = {"source", "campaign"}
+LEAD_GROUPS = {"source", "campaign"}
 
 HANDED_OFF, DECISIONS, SLA, OPEN, LEADS = "handed_off", "decisions", "sla", "open", "leads"
 PARTS = (HANDED_OFF, DECISIONS, SLA, OPEN, LEADS)
@@ -170,7 +170,7 @@ def arrived_in(start: datetime, end: datetime) -> tuple[Any, ...]:
 
 def _handoff_query(by: Sequence[str], *columns: Any) -> Any:
     query = select(*(GROUPS[name] for name in by), *columns).select_from(Handoff)
-    if _LEAD_GROUPS.intersection(by):
+    if LEAD_GROUPS.intersection(by):
         query = query.join(Lead, Lead.id == Handoff.lead_id)
     return query.group_by(*(GROUPS[name] for name in by))
 
@@ -213,12 +213,13 @@ def tally(
             for row in session.execute(_handoff_query(by, func.count()).where(*where)):
                 figures(row).open += sign * row[width]
     if LEADS in parts:
-        keys = [GROUPS[n] if n in _LEAD_GROUPS else null() for n in by]
-        lead_keys = [GROUPS[n] for n in by if n in _LEAD_GROUPS]
+        if not LEAD_GROUPS.issuperset(by):
+            raise ValueError("leads that never reached sales have no rep or reason")
+        keys = [GROUPS[name] for name in by]
         for row in session.execute(
             select(*keys, Lead.status, func.count())
             .where(*arrived_in(start, end))
-            .group_by(*lead_keys, Lead.status)
+            .group_by(*keys, Lead.status)
         ):
             status, count = row[width:]
             if status == LeadStatus.NURTURE:

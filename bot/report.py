@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.figures import Figures, tally
+from bot.figures import LEAD_GROUPS, LEADS, PARTS, Figures, tally
 from store.db import Database
 
 COLUMNS = (
@@ -30,35 +30,46 @@ COLUMNS = (
 RATES = ("accept_rate", "sla_compliance")
 
 
+LEAD_FIGURES = ("nurture", "missing_context")  # leads sales never had: no rep, no reason
+
+
 @dataclass
 class ReportRow:
     group: str
     figures: Figures
+    leads: bool = True  # False: grouped by rep or reason, which lead figures have not
 
     def values(self) -> dict[str, Any]:
-        """Every column; a rate is a fraction, or None when there is nothing to divide."""
-        return {"group": self.group} | {
-            column: getattr(self.figures, column) for column in COLUMNS[1:]
-        }
+        """Every column; a rate is a fraction, None when there is nothing to divide, and a
+        lead figure None where the grouping does not apply to it."""
+        values = {column: getattr(self.figures, column) for column in COLUMNS[1:]}
+        if not self.leads:
+            values |= dict.fromkeys(LEAD_FIGURES)
+        return {"group": self.group} | values
 
 
 def build_report(db: Database, start: datetime, end: datetime, by: str | None) -> list[ReportRow]:
+    leads = by is None or by in LEAD_GROUPS
+    parts = PARTS if leads else tuple(part for part in PARTS if part != LEADS)
     with db.session() as session:
-        groups = tally(session, start, end, (by,) if by else ())
+        groups = tally(session, start, end, (by,) if by else (), parts=parts)
     rows = [
-        ReportRow("all" if not key else key[0] if key[0] is not None else "(none)", figures)
+        ReportRow("all" if not key else "(none)" if key[0] is None else key[0], figures, leads)
         for key, figures in groups.items()
     ]
     return sorted(rows, key=lambda row: (-row.figures.handed_off, row.group))
 
 
-def _percent(rate: float | None, no_data: str | None) -> str | None:
-    return no_data if rate is None else f"{rate:.0%}"
-
-
 def _formatted(row: ReportRow, no_data: str | None) -> dict[str, Any]:
+    """Rates as percentages; `no_data` for a rate without data or a figure that does not
+    apply."""
     values = row.values()
-    return values | {column: _percent(values[column], no_data) for column in RATES}
+    for column, value in values.items():
+        if value is None:
+            values[column] = no_data
+        elif column in RATES:
+            values[column] = f"{value:.0%}"
+    return values
 
 
 # OWASP "CSV Injection": a spreadsheet runs a cell that starts with one of these as a
@@ -88,8 +99,8 @@ def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
 
 
 def render(rows: list[ReportRow], fmt: str) -> str:
-    """JSON writes a rate as a percentage string, null without data; CSV leaves it empty;
-    the table shows "—"."""
+    """A rate without data (or a figure the grouping does not apply to) is null in JSON,
+    empty in CSV and "—" in the table; a rate is a percentage string."""
     if fmt == "json":
         return json.dumps([_formatted(row, None) for row in rows], indent=2)
     if fmt == "csv":
