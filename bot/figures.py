@@ -37,12 +37,13 @@ handed off by the first rep and decided by the next) or by rejection `reason`. L
 never reached sales (nurture, missing context) have no rep or reason: they are counted
 whole or by source or campaign only.
 
-Every statement seeks the period in one of the handoff table's covering indexes,
+Every handoff statement seeks the period in one of the handoff table's covering indexes,
 (`assigned_at`, `previous_id`, `status`, `reason_id`, `breached`, `lead_id`) or (`status`,
-`decided_at`, ..., `reason_id`, `lead_id`), and reads index entries only (grouping by rep
-reads the rows for the owner; by source or campaign, the leads): a period costs the same
-on a thousand handoffs as on a million. This is also why the SLA is placed by when the
-handoff was made: `breached` is in the first index only.
+`decided_at`, ..., `reason_id`, `lead_id`), and reads index entries only, so a period
+costs the same on a thousand handoffs as on a million. Rows are read only to group by
+rep (the owner) or by source or campaign (the lead), and for `open` at an end in the past
+(the handoffs decided since). This is also why the SLA is placed by when the handoff was
+made: `breached` is in the first index only.
 """
 
 from __future__ import annotations
