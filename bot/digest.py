@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bot import clock
+from bot import clock, figures
 from bot.blocks.digest import digest_blocks, digest_fallback
 from bot.definition import Definition
 from bot.delivery import sender
@@ -51,11 +51,16 @@ def _iso_week(moment: datetime | date) -> str:
     return f"{year}-W{week:02d}"
 
 
+def _week_of(start: datetime, end: datetime, zone: tzinfo) -> str:
+    """The ISO week (in `zone`) holding most of [start, end): the one its midpoint is in."""
+    return _iso_week((start + (end - start) / 2).astimezone(zone))
+
+
 def window_for(definition: Definition, now: datetime, week: str | None = None) -> Window:
     """The 7 days before `now`, or the named ISO week in the definition's time zone."""
     if week is None:
         start = now - timedelta(days=7)
-        return Window(start, now, _iso_week(start.astimezone(definition.timezone)))
+        return Window(start, now, _week_of(start, now, definition.timezone))
     try:
         monday = date.fromisocalendar(int(week[:4]), int(week.split("W")[1]), 1)
     except (ValueError, IndexError):
@@ -109,50 +114,16 @@ class Digest:
     target: list[str] = field(default_factory=list)
 
 
-def _rate(accepted: int, rejected: int) -> float | None:
-    return accepted / (accepted + rejected) if accepted + rejected else None
-
-
-# Each query below names what it filters on so that one of the handoff table's covering
-# indexes answers it from index entries alone: (status, decided_at, ...) for decisions in a
-# window, (assigned_at, previous_id, ...) for handoffs made in one.
-DECIDED = (HandoffStatus.ACCEPTED, HandoffStatus.REJECTED)
-
-
-def _assigned_in(window: Window) -> tuple[Any, ...]:
-    """Leads handed to sales in the window (reassignments are not new handoffs)."""
-    return (
-        Handoff.assigned_at >= window.start,
-        Handoff.assigned_at < window.end,
-        Handoff.previous_id.is_(None),
-    )
-
-
-def _decided_in(window: Window, *statuses: str) -> tuple[Any, ...]:
-    return (
-        Handoff.status.in_(statuses),
-        Handoff.decided_at >= window.start,
-        Handoff.decided_at < window.end,
-    )
-
-
 def _count(*where: Any) -> Any:
     return select(func.count()).select_from(Handoff).where(*where)
 
 
-def _decision_counts(session: Any, window: Window) -> tuple[int, int, int]:
-    """Accepted and rejected in the window, and how many of those carry a business time."""
-    counts = {
-        status: (int(count), int(timed))
-        for status, count, timed in session.execute(
-            select(Handoff.status, func.count(), func.count(Handoff.business_seconds))
-            .where(*_decided_in(window, *DECIDED))
-            .group_by(Handoff.status)
-        )
-    }
-    accepted, timed_accepted = counts.get(HandoffStatus.ACCEPTED, (0, 0))
-    rejected, timed_rejected = counts.get(HandoffStatus.REJECTED, (0, 0))
-    return accepted, rejected, timed_accepted + timed_rejected
+_TIMED = Handoff.business_seconds.is_not(None)
+
+
+def _timed(session: Any, window: Window) -> int:
+    """Decisions in the window that carry a business time (the percentiles' population)."""
+    return int(session.scalar(_count(*figures.decided_in(window.start, window.end), _TIMED)) or 0)
 
 
 def _percentile(session: Any, window: Window, fraction: float, timed: int) -> float | None:
@@ -162,7 +133,7 @@ def _percentile(session: Any, window: Window, fraction: float, timed: int) -> fl
         return None
     seconds = session.scalar(
         select(Handoff.business_seconds)
-        .where(*_decided_in(window, *DECIDED), Handoff.business_seconds.is_not(None))
+        .where(*figures.decided_in(window.start, window.end), _TIMED)
         .order_by(Handoff.business_seconds)
         .offset(min(timed - 1, int(fraction * timed)))
         .limit(1)
@@ -171,7 +142,7 @@ def _percentile(session: Any, window: Window, fraction: float, timed: int) -> fl
 
 
 def _trend(session: Any, definition: Definition, window: Window) -> list[tuple[str, int, int]]:
-    """Handed off and accepted in the window and each of the weeks before it.
+    """Handed off and accepted (bot/figures.py) in the window and each of the weeks before.
 
     One statement of range counts, each answered by a seek on a covering index: cheaper
     than one pass bucketing every row of the eight weeks, and exact when a week in the
@@ -180,16 +151,16 @@ def _trend(session: Any, definition: Definition, window: Window) -> list[tuple[s
     weeks = []
     for weeks_back in range(TREND_WEEKS - 1, -1, -1):
         shift = timedelta(days=7 * weeks_back)
-        local_start = (window.start - shift).astimezone(definition.timezone)
-        weeks.append(Window(window.start - shift, window.end - shift, _iso_week(local_start)))
+        start, end = window.start - shift, window.end - shift
+        weeks.append(Window(start, end, _week_of(start, end, definition.timezone)))
     counts = session.execute(
         select(
             *(
                 query.scalar_subquery()
                 for week in weeks
                 for query in (
-                    _count(*_assigned_in(week)),
-                    _count(*_decided_in(week, HandoffStatus.ACCEPTED)),
+                    _count(*figures.handed_off_in(week.start, week.end)),
+                    _count(*figures.decided_in(week.start, week.end, (HandoffStatus.ACCEPTED,))),
                 )
             )
         )
@@ -199,19 +170,17 @@ def _trend(session: Any, definition: Definition, window: Window) -> list[tuple[s
     ]
 
 
-def _reasons(session: Any, definition: Definition, window: Window) -> list[ReasonLine]:
-    rejected_in_window = _decided_in(window, HandoffStatus.REJECTED)
+def _reasons(
+    session: Any, definition: Definition, window: Window, rejections: Counter[str]
+) -> list[ReasonLine]:
+    """The week's rejections by reason, most given first, each with its first examples."""
+    rejected_in_window = figures.decided_in(window.start, window.end, (HandoffStatus.REJECTED,))
     reasons = []
-    for reason_id, count in session.execute(
-        select(Handoff.reason_id, func.count())
-        .where(*rejected_in_window)
-        .group_by(Handoff.reason_id)
-        .order_by(func.count().desc(), Handoff.reason_id)
-    ):
+    for reason_id, count in sorted(rejections.items(), key=lambda item: (-item[1], item[0])):
         examples = session.execute(
             select(Lead.company, Lead.source, Lead.campaign)
             .join(Handoff, Handoff.lead_id == Lead.id)
-            .where(*rejected_in_window, Handoff.reason_id == reason_id)
+            .where(*rejected_in_window, Handoff.reason_id == (reason_id or None))
             .order_by(Handoff.decided_at, Handoff.id)
             .limit(3)
         ).all()
@@ -228,74 +197,66 @@ def _reasons(session: Any, definition: Definition, window: Window) -> list[Reaso
     return reasons
 
 
-def _groups(definition: Definition, rows: list[Any], by: int) -> list[GroupLine]:
-    """Fold (source, campaign, status, reason, count) aggregates into one line per source
-    (`by` 0) or campaign (`by` 1), busiest first; the top rejection breaks ties by id."""
-    totals: dict[str | None, list[int]] = {}
-    rejections: dict[str | None, Counter[str]] = {}
-    for *names, status, reason_id, count in rows:
-        name = names[by]
-        handed_accepted_rejected = totals.setdefault(name, [0, 0, 0])
-        handed_accepted_rejected[0] += count
-        if status == HandoffStatus.ACCEPTED:
-            handed_accepted_rejected[1] += count
-        elif status == HandoffStatus.REJECTED:
-            handed_accepted_rejected[2] += count
-            rejections.setdefault(name, Counter())[reason_id or ""] += count
+def _groups(
+    definition: Definition, groups: dict[tuple[Any, ...], figures.Figures], by: int
+) -> list[GroupLine]:
+    """Fold figures per (source, campaign) into one line per source (`by` 0) or campaign
+    (`by` 1), busiest first; the top rejection breaks ties by id."""
+    folded: dict[Any, figures.Figures] = {}
+    for key, counted in groups.items():
+        folded.setdefault(key[by], figures.Figures()).add(counted)
     lines = []
-    for name, (handed, accepted, rejected) in totals.items():
+    for name, counted in folded.items():
         top_reason = None
-        if name in rejections:
-            reason_id = min(rejections[name].items(), key=lambda item: (-item[1], item[0]))[0]
+        if counted.rejections:
+            reason_id = min(counted.rejections.items(), key=lambda item: (-item[1], item[0]))[0]
             reason = definition.reason(reason_id)
             top_reason = reason.label if reason else None
-        lines.append(GroupLine(name or "(none)", handed, accepted, rejected, top_reason))
+        lines.append(
+            GroupLine(
+                name or "(none)", counted.handed_off, counted.accepted, counted.rejected, top_reason
+            )
+        )
     return sorted(lines, key=lambda line: (-line.handed_off, line.name))
 
 
 def build_digest(db: Database, definition: Definition, window: Window) -> Digest:
+    """The digest's figures, each as bot/figures.py defines it (so `handoff report` over
+    the same window agrees), and the digest's own: speed, trend, the target."""
+    start, end = window.start, window.end
+    before = window.before()
     with db.session() as session:
         trend = _trend(session, definition, window)
-        handed_off = trend[-1][1]
-        accepted, rejected, timed = _decision_counts(session, window)
-        previous = _decision_counts(session, window.before())[:2]
-        still_open = (
-            session.scalar(
-                _count(Handoff.status == HandoffStatus.OPEN, Handoff.assigned_at < window.end)
-            )
-            or 0
+        by_source_and_campaign = figures.tally(
+            session,
+            start,
+            end,
+            ("source", "campaign"),
+            parts=(figures.HANDED_OFF, figures.DECISIONS),
         )
-        reasons = _reasons(session, definition, window)
-        by_source_and_campaign = session.execute(
-            select(Lead.source, Lead.campaign, Handoff.status, Handoff.reason_id, func.count())
-            .join(Lead, Lead.id == Handoff.lead_id)
-            .where(*_assigned_in(window))
-            .group_by(Lead.source, Lead.campaign, Handoff.status, Handoff.reason_id)
-        ).all()
+        totals = figures.total(by_source_and_campaign.values())
+        [waiting] = figures.tally(session, start, end, parts=(figures.OPEN,)).values()
+        [previous] = figures.tally(
+            session, before.start, before.end, parts=(figures.DECISIONS,)
+        ).values()
+        by_rep = figures.tally(session, start, end, ("rep",), parts=(figures.SLA,))
+        timed = _timed(session, window)
         median = _percentile(session, window, 0.5, timed)
         p90 = _percentile(session, window, 0.9, timed)
-        breaches = [
-            (owner, int(count))
-            for owner, count in session.execute(
-                select(Handoff.owner_email, func.count())
-                .where(
-                    Handoff.breached.is_(True),
-                    Handoff.decided_at >= window.start,
-                    Handoff.decided_at < window.end,
-                )
-                .group_by(Handoff.owner_email)
-                .order_by(func.count().desc(), Handoff.owner_email)
-            )
-        ]
+        reasons = _reasons(session, definition, window, totals.rejections)
         target = _target_lines(session, definition, window, trend)
+    breaches = sorted(
+        ((rep, counted.sla_breached) for (rep,), counted in by_rep.items() if counted.sla_breached),
+        key=lambda line: (-line[1], line[0]),
+    )
     return Digest(
         window,
-        handed_off,
-        accepted,
-        rejected,
-        int(still_open),
-        _rate(accepted, rejected),
-        _rate(*previous),
+        totals.handed_off,
+        totals.accepted,
+        totals.rejected,
+        waiting.open,
+        totals.accept_rate,
+        previous.accept_rate,
         reasons,
         _groups(definition, by_source_and_campaign, 0),
         _groups(definition, by_source_and_campaign, 1),

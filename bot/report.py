@@ -1,24 +1,19 @@
-"""`handoff report`: the one set of numbers marketing, sales and operations quote.
-
-Grouped SQL aggregates over handoffs assigned in the period (and, for lead
-outcomes that never reached sales, over leads created in it).
-"""
+"""`handoff report`: the period's figures (bot/figures.py), whole or grouped, as a table,
+CSV or JSON."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-
+from bot.figures import LEAD_GROUPS, LEADS, PARTS, Figures, tally
 from store.db import Database
-from store.models import Handoff, HandoffStatus, Lead, LeadStatus
 
-GROUPS = ("source", "campaign", "rep", "reason")
 COLUMNS = (
     "group",
     "handed_off",
@@ -32,110 +27,88 @@ COLUMNS = (
     "sla_breached",
     "sla_compliance",
 )
+RATES = ("accept_rate", "sla_compliance")
+
+
+LEAD_FIGURES = ("nurture", "missing_context")  # leads sales never had: no rep, no reason
 
 
 @dataclass
 class ReportRow:
     group: str
-    handed_off: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    open: int = 0
-    nurture: int = 0
-    missing_context: int = 0
-    sla_met: int = 0
-    sla_breached: int = 0
-
-    @property
-    def accept_rate(self) -> str:
-        decided = self.accepted + self.rejected
-        return f"{self.accepted / decided:.0%}" if decided else "—"
-
-    @property
-    def sla_compliance(self) -> str:
-        measured = self.sla_met + self.sla_breached
-        return f"{self.sla_met / measured:.0%}" if measured else "—"
+    figures: Figures
+    leads: bool = True  # False: grouped by rep or reason, which lead figures have not
 
     def values(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "accept_rate": self.accept_rate,
-            "sla_compliance": self.sla_compliance,
-        }
-
-
-def _key(by: str | None) -> Any:
-    return {
-        "source": Lead.source,
-        "campaign": Lead.campaign,
-        "rep": Handoff.owner_email,
-        "reason": Handoff.reason_id,
-    }.get(by or "")
+        """Every column; a rate is a fraction, None when there is nothing to divide, and a
+        lead figure None where the grouping does not apply to it."""
+        values = {column: getattr(self.figures, column) for column in COLUMNS[1:]}
+        if not self.leads:
+            values |= dict.fromkeys(LEAD_FIGURES)
+        return {"group": self.group} | values
 
 
 def build_report(db: Database, start: datetime, end: datetime, by: str | None) -> list[ReportRow]:
-    key = _key(by)
-    group_column = key if key is not None else func.min("all")
-    rows: dict[str, ReportRow] = {}
-    handoffs = (
-        select(
-            group_column,
-            func.count(),
-            func.count().filter(Handoff.status == HandoffStatus.ACCEPTED),
-            func.count().filter(Handoff.status == HandoffStatus.REJECTED),
-            func.count().filter(Handoff.status == HandoffStatus.OPEN),
-            func.count().filter(Handoff.breached.is_(False)),
-            func.count().filter(Handoff.breached.is_(True)),
-        )
-        .join(Lead, Lead.id == Handoff.lead_id)
-        .where(
-            Handoff.assigned_at >= start,
-            Handoff.assigned_at < end,
-            Handoff.status != HandoffStatus.REASSIGNED,
-        )
-    )
-    if key is not None:
-        handoffs = handoffs.group_by(key)
+    leads = by is None or by in LEAD_GROUPS
+    parts = PARTS if leads else tuple(part for part in PARTS if part != LEADS)
     with db.session() as session:
-        for name, handed, accepted, rejected, still_open, met, breached in session.execute(
-            handoffs
-        ):
-            rows[name or "(none)"] = ReportRow(
-                name or "(none)", handed, accepted, rejected, still_open, 0, 0, met, breached
-            )
-        if by in (None, "source", "campaign"):
-            leads = select(
-                key if key is not None else func.min("all"), Lead.status, func.count()
-            ).where(
-                Lead.created_at >= start,
-                Lead.created_at < end,
-                Lead.status.in_([LeadStatus.NURTURE, LeadStatus.MISSING_CONTEXT]),
-            )
-            leads = (
-                leads.group_by(key, Lead.status) if key is not None else leads.group_by(Lead.status)
-            )
-            for name, status, count in session.execute(leads):
-                row = rows.setdefault(name or "(none)", ReportRow(name or "(none)"))
-                setattr(row, status, count)
-    if key is None and not rows:
-        rows["all"] = ReportRow("all")
-    return sorted(rows.values(), key=lambda r: (-r.handed_off, r.group))
+        groups = tally(session, start, end, (by,) if by else (), parts=parts)
+    rows = [
+        ReportRow("all" if not key else "(none)" if key[0] is None else key[0], figures, leads)
+        for key, figures in groups.items()
+    ]
+    return sorted(rows, key=lambda row: (-row.figures.handed_off, row.group))
+
+
+def _formatted(row: ReportRow, no_data: str | None) -> dict[str, Any]:
+    """Rates as percentages; `no_data` for a rate without data or a figure that does not
+    apply."""
+    values = row.values()
+    for column, value in values.items():
+        if value is None:
+            values[column] = no_data
+        elif column in RATES:
+            values[column] = f"{value:.0%}"
+    return values
+
+
+# OWASP "CSV Injection": a spreadsheet runs a cell that starts with one of these as a
+# formula, also after leading whitespace, which it may trim.
+_FORMULA_START = ("=", "+", "-", "@")
+_CONTROL_START = ("\t", "\r", "\n", "\0")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """The value, with a leading `'` when a spreadsheet would run it as a formula."""
+    if isinstance(value, str) and (
+        value.startswith(_CONTROL_START) or value.lstrip().startswith(_FORMULA_START)
+    ):
+        return "'" + value
+    return value
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    """CSV for a spreadsheet: every cell made inert by `spreadsheet_cell`. Every CSV
+    Handoff writes goes through here."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([spreadsheet_cell(column) for column in columns])
+    for row in rows:
+        writer.writerow([spreadsheet_cell(row[column]) for column in columns])
+    return out.getvalue().rstrip("\n")
 
 
 def render(rows: list[ReportRow], fmt: str) -> str:
+    """A rate without data (or a figure the grouping does not apply to) is null in JSON,
+    empty in CSV and "—" in the table; a rate is a percentage string."""
     if fmt == "json":
-        return json.dumps([row.values() for row in rows], indent=2)
+        return json.dumps([_formatted(row, None) for row in rows], indent=2)
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.values()[c] for c in COLUMNS})
-        return out.getvalue().rstrip("\n")
-    widths = [max(len(c), *(len(str(r.values()[c])) for r in rows)) for c in COLUMNS]
+        return csv_text(COLUMNS, (_formatted(row, "") for row in rows))
+    table = [_formatted(row, "—") for row in rows]
+    widths = [max([len(c), *(len(str(r[c])) for r in table)]) for c in COLUMNS]
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
-    for row in rows:
-        values = row.values()
+    for values in table:
         lines.append(
             "  ".join(str(values[c]).ljust(w) for c, w in zip(COLUMNS, widths, strict=True))
         )

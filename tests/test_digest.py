@@ -3,6 +3,8 @@ cron slot in the definition's zone (DST included), and once-only posting."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,6 +18,8 @@ from bot import decisions, digest
 from bot.cli import main
 from bot.definition import load_definition
 from bot.digest import build_digest, digest_text, window_for
+from bot.figures import GROUPS
+from bot.report import build_report
 from bot.scheduler import digest_trigger
 from store.db import Database
 from store.models import DigestRun, Handoff, Outbox
@@ -212,9 +216,10 @@ def test_posted_once_with_two_instances_and_caught_up_after_downtime(
         )
 
 
-def test_every_digest_query_seeks_the_week_by_index(week, db, definition):
-    """The digest reads the week, not the table, only while each of its queries seeks the
-    window in an index: SQLite's plan for every statement, on a schema without statistics."""
+def test_every_digest_and_report_query_seeks_the_period_by_index(week, db, definition):
+    """The digest and the report read the period, not the table, only while each of their
+    queries seeks it in an index: SQLite's plan for every statement, on a schema without
+    statistics."""
     if not db.is_sqlite:
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
     statements = []
@@ -225,6 +230,8 @@ def test_every_digest_query_seeks_the_week_by_index(week, db, definition):
     event.listen(db.engine, "before_cursor_execute", record)
     try:
         build_digest(db, definition, window_for(definition, MON_W47, "2026-W47"))
+        for by in (None, *GROUPS):
+            build_report(db, MON_W46, MON_W47 + 7 * 24 * H, by)
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     with db.engine.connect() as conn:
@@ -239,3 +246,54 @@ def test_every_digest_query_seeks_the_week_by_index(week, db, definition):
             for column in ("decided_at", "assigned_at"):
                 if f"handoff.{column} >=" in statement:
                     assert any(f"{column}>?" in step for step in plan), (statement, plan)
+
+
+def report(*args: str):
+    return CliRunner().invoke(main, ["report", *args])
+
+
+@pytest.fixture
+def cli_env(db, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db.url)
+    monkeypatch.setenv("HANDOFF_DEFINITION", str(DATA / "definition.yml"))
+
+
+def test_report_days_are_whole_days_in_the_definitions_zone_to_included(week, cli_env):
+    """Monday 10:00 in Sydney is Sunday in UTC; `--from D --to D` is all of day D there."""
+    monday = report("--from", "2026-11-16", "--to", "2026-11-16", "--format", "json")
+    assert monday.exit_code == 0, monday.stderr
+    [figures] = json.loads(monday.stdout)
+    assert (figures["handed_off"], figures["accepted"], figures["rejected"]) == (6, 2, 2)
+    assert figures["open"] == 2  # c (decided Tuesday) and f, at midnight after Monday
+    assert figures["accept_rate"] == "50%"
+
+
+def test_report_rates_without_data_are_null_in_json_and_empty_in_csv(week, cli_env):
+    sunday = ["--from", "2026-11-22", "--to", "2026-11-22"]  # nothing decided that day
+    [as_json] = json.loads(report(*sunday, "--format", "json").stdout)
+    assert (as_json["accept_rate"], as_json["sla_compliance"]) == (None, None)
+    [as_csv] = csv.DictReader(io.StringIO(report(*sunday, "--format", "csv").stdout))
+    assert (as_csv["accept_rate"], as_csv["sla_compliance"]) == ("", "")
+    header, row = (line.split() for line in report(*sunday).stdout.splitlines())
+    table = dict(zip(header, row, strict=True))
+    assert (table["accept_rate"], table["sla_compliance"]) == ("—", "—")
+
+
+def test_report_from_after_to_is_an_error(cli_env):
+    result = report("--from", "2026-11-20", "--to", "2026-11-10")
+    assert result.exit_code == 2
+    assert result.stderr == "--from: 2026-11-20 is after --to 2026-11-10\n"
+    empty = report("--by", "source")  # no leads yet: the header alone
+    assert empty.exit_code == 0, empty.stderr
+    assert empty.stdout.startswith("group  handed_off  accepted") and empty.stdout.count("\n") == 1
+    bad = report("--to", "2026-11-31")
+    assert bad.exit_code == 2 and "--to: expected a date like 2026-11-01" in bad.stderr
+
+
+def test_default_digest_is_labelled_with_the_week_most_of_it_lies_in(cli_env):
+    """Run on a Saturday, the 7 days before start on the Saturday of W46 but lie mostly in
+    W47 (the scheduled Monday digest's window lies wholly in the week before)."""
+    with freeze_time(datetime(2026, 11, 21, 10, 0, tzinfo=SYDNEY)):
+        result = CliRunner().invoke(main, ["digest", "--dry-run"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("Handoff alignment digest, 2026-W47\n")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import click
 
 from bot import clock
 from bot.cli.base import Env, fail, main, pass_env
 from bot.digest import build_digest, digest_sections, digest_text, window_for
-from bot.report import GROUPS, build_report, render
+from bot.figures import GROUPS
+from bot.report import build_report, render
 
 
 @main.command()
@@ -43,23 +44,41 @@ def digest(env: Env, dry_run: bool, week: str | None) -> None:
     click.echo(f"Posted the digest for {window.label} to {channel}.")
 
 
-def _date(value: str | None, name: str) -> datetime | None:
+def _day(value: str | None, name: str) -> date | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return date.fromisoformat(value)
     except ValueError:
         fail(f"{name}: expected a date like 2026-11-01, got '{value}'")
 
 
+def _midnight(day: date, zone: tzinfo) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+
+
 @main.command()
-@click.option("--from", "start", metavar="DATE", help="First day (default: 30 days ago).")
-@click.option("--to", "end", metavar="DATE", help="Day after the last (default: now).")
-@click.option("--by", type=click.Choice(GROUPS), help="Group the numbers.")
+@click.option(
+    "--from", "start", metavar="DATE", help="First day (default: 30 days before the end)."
+)
+@click.option("--to", "end", metavar="DATE", help="Last day, included (default: up to now).")
+@click.option("--by", type=click.Choice(list(GROUPS)), help="Group the numbers.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @pass_env
 def report(env: Env, start: str | None, end: str | None, by: str | None, fmt: str) -> None:
-    """Handed off, accepted, rejected, nurture, missing context and SLA compliance."""
-    until = _date(end, "--to") or clock.now()
-    since = _date(start, "--from") or until - timedelta(days=30)
+    """Handed off, accepted, rejected, open, nurture, missing context and SLA compliance.
+
+    Days run from midnight to midnight in the definition's time zone and --to's day is
+    included, so `--from 2026-11-16 --to 2026-11-22` covers what `digest --week 2026-W47`
+    does, with the same figures (each is defined once, in bot/figures.py).
+    """
+    zone = env.definition.timezone
+    first, last = _day(start, "--from"), _day(end, "--to")
+    try:
+        until = _midnight(last + timedelta(days=1), zone) if last else clock.now()
+        since = _midnight(first, zone) if first else until - timedelta(days=30)
+    except OverflowError:
+        fail(f"--from/--to: {first or last} is out of range")
+    if since >= until:
+        fail(f"--from: {first} is after {f'--to {last}' if last else 'today'}")
     click.echo(render(build_report(env.db, since, until, by), fmt))
