@@ -391,6 +391,7 @@ def test_metrics_move_by_exactly_what_the_test_did(app, db, fake_slack) -> None:
     with freeze_time(clock.now() + timedelta(minutes=6)):
         assert value(scrape(app), "handoff_outbox_oldest_seconds") >= 360
 
+    fake_slack.fail_next("chat.postMessage", status=429, retry_after=1)  # got past by a retry
     app.drain()
     with db.session() as session:
         first, second = session.scalars(select(Handoff).order_by(Handoff.id)).all()
@@ -421,16 +422,17 @@ def test_metrics_move_by_exactly_what_the_test_did(app, db, fake_slack) -> None:
 
     after = scrape(app)
     assert moved(before, after, "handoff_rejections_total", "reason") == {"too_small": 1}
-    # Every call the app made, counted once under its method and result. (Bolt's own
-    # auth.test, made once on the first Slack request with a client Bolt builds for the
-    # request, is not the app's call and not counted.)
-    calls = [call for call in fake_slack.calls if call.method != "auth.test"]
-    assert all(call.ok for call in calls)
+    # Every call the app made, counted once under its method and how it ended. (Bolt's
+    # own auth.test, made once on the first Slack request with a client Bolt builds for
+    # the request, is not the app's call and not counted.)
+    answered = [call for call in fake_slack.calls if call.method != "auth.test"]
+    assert [call.status for call in answered if not call.ok] == [429]
     slack_calls = moved(before, after, "handoff_slack_calls_total", "method")
-    assert slack_calls == {
-        method: len(fake_slack.calls_to(method)) for method in {c.method for c in calls}
-    }
-    assert moved(before, after, "handoff_slack_calls_total", "result") == {"ok": len(calls)}
+    assert slack_calls == {m: len(fake_slack.successful(m)) for m in {c.method for c in answered}}
+    assert moved(before, after, "handoff_slack_calls_total", "result") == {"ok": len(answered) - 1}
+    # ... and every 429, also the one the retry got past.
+    rate_limited = moved(before, after, "handoff_slack_rate_limited_total", "method")
+    assert rate_limited == {"chat.postMessage": 1}
     assert len(fake_slack.successful("chat.postMessage")) == 2  # the two cards
     assert value(after, "handoff_outbox_pending") == 0
     assert value(after, "handoff_outbox_oldest_seconds") == 0
