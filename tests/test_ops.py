@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+import yaml
 from freezegun import freeze_time
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
@@ -30,6 +31,7 @@ import bot
 from bot import clock
 from bot.blocks.card import ACCEPT
 from bot.blocks.modals import REJECT_VIEW
+from bot.settings import Settings
 from store.models import Handoff
 from tests.conftest import DATA, intake_headers, lead
 from tests.fakeslack import MANIFEST_SCOPES, Call, FakeSlack
@@ -550,3 +552,20 @@ def test_the_dockerfile_commands_give_a_working_app(tmp_path, fake_slack, serve)
     served.stop()
     assert Path(image_env["DATABASE_URL"].removeprefix("sqlite:///")).is_relative_to(home)
     assert Path(image_env["DATABASE_URL"].removeprefix("sqlite:///")).exists()
+
+
+def test_compose_runs_two_replicas_on_postgres_with_known_settings() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    replicas = {name: s for name, s in services.items() if s.get("build") == "."}
+    assert len(replicas) == 2
+    settings = {name.upper() for name in Settings.model_fields}
+    for service in replicas.values():
+        environment = service["environment"]
+        assert set(environment) <= settings, set(environment) - settings  # no typo'd names
+        assert environment["DATABASE_URL"].startswith("postgresql://")
+        assert service["depends_on"]["db"]["condition"] == "service_healthy"
+    # The proxy in front of them knows them by their compose names.
+    upstreams = re.findall(r"server ([\w-]+):(\d+);", (ROOT / "deploy/nginx.conf").read_text())
+    assert sorted(name for name, _ in upstreams) == sorted(replicas)
+    assert {port for _, port in upstreams} == {str(Settings().port)}
