@@ -36,8 +36,9 @@ def build_bolt_app(services: Services) -> App:
     app = App(
         client=services.slack,
         signing_secret=secret(services.settings.slack_signing_secret),
-        # No auth.test at start-up: the app starts (and answers health checks)
-        # while Slack is unreachable; the outbox sends once it is back.
+        # Not Bolt's auth.test at construction, which raises when Slack is unreachable:
+        # `handoff run` asks itself before serving (bot/readiness.py), stops on a refused
+        # token and otherwise starts not ready and keeps asking.
         token_verification_enabled=False,
         logger=logging.getLogger("slack_bolt"),
         # Listeners run on the request's thread and the ack leaves when they return;

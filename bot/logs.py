@@ -33,12 +33,15 @@ _QUIET = (
 )
 _TOKEN = re.compile(r"\b(xox[abeoprs]|xapp)-[A-Za-z0-9-]+")
 _BOLT_BODY = re.compile(r"Invalid request signature detected.*", re.DOTALL)
+# Bolt reads SLACK_BOT_TOKEN from the environment itself, then warns that the client we
+# give it wins; which is what we want, so the warning would only mislead.
+_NOISE = frozenset({"As you gave `client` as well, `token` will be unused."})
 # Attributes every LogRecord has; anything else was passed as `extra=` and goes into JSON.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 class Redact(logging.Filter):
-    """Masks tokens and secrets in the formatted message; never drops a line."""
+    """Masks tokens and secrets in the message and its traceback; never drops a line."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -46,19 +49,37 @@ class Redact(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        clean = _BOLT_BODY.sub("Invalid request signature detected (details withheld)", message)
-        clean = _TOKEN.sub(lambda m: f"{m.group(1)}-***", clean)
-        for value in self.secrets:
-            clean = clean.replace(value, "***")
+        clean = self.clean(
+            _BOLT_BODY.sub("Invalid request signature detected (details withheld)", message)
+        )
         if clean != message:
             record.msg, record.args = clean, None
-        if record.exc_info and record.exc_text is None and self.secrets:
+        if record.exc_info and record.exc_text is None:
             # Format the traceback once here, so the masking covers it too.
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-            for value in self.secrets:
-                record.exc_text = record.exc_text.replace(value, "***")
             record.exc_info = None
+        if record.exc_text:
+            record.exc_text = self.clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.clean(record.stack_info)
         return True
+
+    def clean(self, text: str) -> str:
+        text = _TOKEN.sub(lambda m: f"{m.group(1)}-***", text)
+        for value in self.secrets:
+            text = text.replace(value, "***")
+        return text
+
+
+class DropNoise(logging.Filter):
+    """Drops the few library lines that are wrong or useless for this app."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name.startswith("slack_bolt")
+            and isinstance(record.msg, str)
+            and record.msg in _NOISE
+        )
 
 
 class JsonFormatter(logging.Formatter):
@@ -82,6 +103,7 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
     """Set up the root logger for a process (idempotent: replaces earlier handlers)."""
     handler = logging.StreamHandler()
+    handler.addFilter(DropNoise())
     handler.addFilter(Redact(secrets))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

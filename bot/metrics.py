@@ -37,12 +37,20 @@ SLA_ESCALATIONS = Counter(
     "handoff_sla_escalations", "SLA escalations sent to managers.", registry=None
 )
 SLA_BREACHES = Counter(
-    "handoff_sla_breaches", "Handoffs decided or reassigned after their deadline.", registry=None
+    "handoff_sla_breaches",
+    "Handoffs that went past their response deadline undecided (counted as it passes).",
+    registry=None,
 )
 SLACK_CALLS = Counter(
     "handoff_slack_calls",
     "Slack Web API calls, by method and result (ok, an error code, http_429, network).",
     ["method", "result"],
+    registry=None,
+)
+SLACK_RATE_LIMITED = Counter(
+    "handoff_slack_rate_limited",
+    "HTTP 429 answers from Slack, by method: each one, also those a retry got past.",
+    ["method"],
     registry=None,
 )
 LEAD_TO_DM = Histogram(
@@ -74,6 +82,7 @@ _PROCESS_METRICS = (
     SLA_ESCALATIONS,
     SLA_BREACHES,
     SLACK_CALLS,
+    SLACK_RATE_LIMITED,
     LEAD_TO_DM,
     CRM_RECORDS,
     INTAKE_SECONDS,

@@ -91,23 +91,36 @@ class SlackWatch:
         self._thread: threading.Thread | None = None
 
     def check_now(self) -> SlackCheck:
+        """Ask Slack once. Says nothing: `handoff run` asks before its first log line (a
+        refused token is its one line on stderr); `start` reports the answer after it."""
         self.state = self._check()
-        if self.state.warning:
-            logger.warning(self.state.warning)
         return self.state
 
-    def retry_in_background(self) -> None:
-        """Keep asking until Slack accepts the token (or refuses it: then say so, once)."""
-        if self.state.ok or self.state.fatal:
-            return
-        self._thread = threading.Thread(target=self._retry, name="slack-auth-check", daemon=True)
-        self._thread.start()
+    def start(self) -> None:
+        """Log Slack's answer (asking first if nobody has) and, unless Slack said yes or
+        refused the token, keep asking in the background until it says yes."""
+        if self.state.problem == self.UNCHECKED:
+            self.check_now()
+        if self.state.ok:
+            self._accepted()
+        elif self.state.fatal:
+            logger.error("%s", self.state.problem)
+        else:
+            logger.warning("%s", self.state.problem)
+            self._thread = threading.Thread(
+                target=self._retry, name="slack-auth-check", daemon=True
+            )
+            self._thread.start()
+
+    def _accepted(self) -> None:
+        if self.state.warning:
+            logger.warning("%s", self.state.warning)
+        logger.info("Slack accepted the token (team %s)", self.state.team)
 
     def _retry(self) -> None:
-        logger.warning("%s", self.state.problem)
         while not self._stop.wait(self.retry_seconds):
             if self.check_now().ok:
-                logger.info("Slack accepted the token (team %s)", self.state.team)
+                self._accepted()
                 return
             if self.state.fatal:
                 logger.error("%s", self.state.problem)

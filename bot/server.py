@@ -244,9 +244,7 @@ class HandoffServer:
         return bool(client is not None and client.is_connected())
 
     def start_background(self) -> None:
-        if self.slack_watch.state.problem == SlackWatch.UNCHECKED:
-            self.slack_watch.check_now()
-        self.slack_watch.retry_in_background()
+        self.slack_watch.start()
         self.services.delivery.start()
         self.scheduler.start()
         if self._wants_socket_mode():

@@ -24,13 +24,16 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from bot import clock
-from bot.metrics import SLACK_CALLS
+from bot.metrics import SLACK_CALLS, SLACK_RATE_LIMITED
 from store.db import Database
 from store.models import SlackUser
 
@@ -162,9 +165,27 @@ def make_client(token: str, base_url: str, *, timeout: int = 10) -> WebClient:
         retry_handlers=[
             ConnectionErrorRetryHandler(max_retry_count=2),
             ServerErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),
+            CountedRateLimitRetryHandler(max_retry_count=3),
         ],
     )
+
+
+class CountedRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """slack-sdk's 429 handling (wait Retry-After, try again), counting every 429 for
+    /metrics: a call is counted once, by how it ended, so a 429 it got past would not show."""
+
+    def can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is not None and response.status_code == 429:
+            method = urlsplit(request.url).path.rsplit("/", 1)[-1]
+            SLACK_RATE_LIMITED.labels(method).inc()
+        return super().can_retry(state=state, request=request, response=response, error=error)
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,13 @@ REPS = {
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's Slack or database settings."""
+    """No test sees the developer's Slack, database or logging settings."""
     for name in list(os.environ):
         ours = name.startswith(("SLACK_", "HANDOFF_", "HUBSPOT_")) or name in (
             "DATABASE_URL",
             "PORT",
+            "LOG_LEVEL",
+            "LOG_FORMAT",
         )
         if ours and name != "HANDOFF_TEST_POSTGRES_URL":
             monkeypatch.delenv(name)

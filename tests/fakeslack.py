@@ -18,13 +18,22 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import yaml
+
 Answer = tuple[int, dict[str, Any], dict[str, str]]
+
+MANIFEST = Path(__file__).parent.parent / "app_manifest.yml"
+# What Slack says a token installed from our manifest may do (auth.test's X-OAuth-Scopes).
+MANIFEST_SCOPES: tuple[str, ...] = tuple(
+    yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))["oauth_config"]["scopes"]["bot"]
+)
 
 
 @dataclass
@@ -97,6 +106,8 @@ class FakeSlack:
         self._ok_by_method: defaultdict[str, list[Call]] = defaultdict(list)
         self._failures: dict[str, list[_Failure]] = {}
         self._down = False
+        self._auth_error: str | None = None
+        self._scopes: tuple[str, ...] | None = MANIFEST_SCOPES
         self._per_second: float | None = None
         self._retry_after = 1
         self._last_post: dict[str, float] = {}
@@ -197,6 +208,16 @@ class FakeSlack:
             self._failures.setdefault(method, []).append(
                 _Failure(status, retry_after, error, times)
             )
+
+    def answer_auth_test(
+        self, *, error: str | None = None, scopes: Iterable[str] | None = MANIFEST_SCOPES
+    ) -> None:
+        """How auth.test answers: `error` (e.g. invalid_auth) with ok false, else ok with
+        `scopes` in its X-OAuth-Scopes header (None: no such header, as behind some
+        proxies). Default: ok, with every scope of app_manifest.yml."""
+        with self._lock:
+            self._auth_error = error
+            self._scopes = None if scopes is None else tuple(scopes)
 
     def set_outage(self, down: bool) -> None:
         """While down, every method answers HTTP 503 service_unavailable."""
@@ -325,6 +346,8 @@ class FakeSlack:
             extra = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
             error = failure.error or ("ratelimited" if failure.status == 429 else "internal_error")
             return failure.status, {"ok": False, "error": error}, extra
+        if method == "auth.test":
+            return self._auth_test_answer()
         handler = self._methods.get(method)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
@@ -388,6 +411,12 @@ class FakeSlack:
         return "D" + channel if channel[:1] in ("U", "W") else channel
 
     # -- the methods ------------------------------------------------------------------------
+    def _auth_test_answer(self) -> Answer:
+        if self._auth_error is not None:
+            return 200, {"ok": False, "error": self._auth_error}, {}
+        headers = {} if self._scopes is None else {"X-OAuth-Scopes": ",".join(self._scopes)}
+        return 200, self._auth_test({}), headers
+
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": True,
