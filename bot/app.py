@@ -33,6 +33,15 @@ def build_services(settings: Settings, definition: Definition, db: Database) -> 
 
 def build_bolt_app(services: Services) -> App:
     """The Bolt app; every listener finds the services on its context."""
+
+    def use_our_client(context: BoltContext, next: Any) -> Any:  # noqa: A002 - Bolt's name
+        # Bolt's authorization and the listeners get the app's own client (kept-alive
+        # connections, counted calls, and the auth.test answer `handoff run` already got)
+        # instead of the plain one Bolt builds for every request, which would ask Slack
+        # auth.test again on the first request (and fail it if Slack were down then).
+        context["client"] = services.slack
+        return next()
+
     app = App(
         client=services.slack,
         signing_secret=secret(services.settings.slack_signing_secret),
@@ -46,14 +55,12 @@ def build_bolt_app(services: Services) -> App:
         # each request waits for a free executor thread, behind earlier clicks' work.
         process_before_response=True,
         listener_executor=ThreadPoolExecutor(AFTER_ACK_THREADS, thread_name_prefix="after-ack"),
+        before_authorize=use_our_client,
     )
 
     @app.middleware
     def provide_services(context: BoltContext, next: Any) -> Any:  # noqa: A002 - Bolt's name
         context["services"] = services
-        # Listeners get the app's own client (kept-alive connections, counted calls)
-        # instead of the plain one Bolt builds for every request.
-        context["client"] = services.slack
         return next()
 
     from handlers import register

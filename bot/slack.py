@@ -54,6 +54,7 @@ class KeepAliveWebClient(WebClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._auth_answer: Any = None
         self._local = threading.local()
         # Each thread's connections, by id, forgotten when the thread ends.
         self._every_thread: weakref.WeakValueDictionary[int, _Connections] = (
@@ -72,6 +73,16 @@ class KeepAliveWebClient(WebClient):
             raise
         SLACK_CALLS.labels(api_method, "ok").inc()
         return response
+
+    def auth_test(self, **kwargs: Any) -> Any:
+        """Who the token belongs to. Slack's first yes is kept: it does not change while the
+        process runs, and Bolt asks again on its first request (bot/app.py)."""
+        if kwargs or self._auth_answer is None:
+            answer = super().auth_test(**kwargs)
+            if not kwargs:
+                self._auth_answer = answer
+            return answer
+        return self._auth_answer
 
     def close(self) -> None:
         """Close every thread's connections (a thread that calls again reconnects)."""
