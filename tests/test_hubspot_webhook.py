@@ -127,6 +127,8 @@ def test_a_batch_of_each_shape_gets_an_outcome_per_record(
     assert sorted(leads) == ["hubspot:101", "hubspot:102", "hubspot:104"]
     assert leads["hubspot:101"].name == "Ana Ruiz1"
     assert leads["hubspot:101"].attributes["employees"] == 250
+    created = leads["hubspot:101"].created_at  # the contact's createdate, not now
+    assert created.replace(tzinfo=None).isoformat() == "2026-01-15T08:00:00"
     assert len(stored(db, Handoff)) == 2
 
     app.drain()
