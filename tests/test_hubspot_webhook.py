@@ -250,6 +250,23 @@ def test_api_key_mode(app_factory, db, sources) -> None:
     assert [lead.external_id for lead in stored(db, Lead)] == ["hubspot:13"]
 
 
+def test_owner_ids_are_resolved_through_the_owners_lookup(app_factory, db, sources) -> None:
+    app = app_factory(db, hubspot_client_secret=CLIENT_SECRET, handoff_sources=sources)
+    # The owners API's side (another module's client) stands here as a plain lookup.
+    app.services.hubspot_owners = {"41": "rep2@example.com"}.get
+    response = post_signed(app, {"id": "21", "properties": properties(21, hubspot_owner_id="41")})
+    [result] = response.json()["results"]
+    assert (result["outcome"], result["owner"]) == ("handed_off", "rep2@example.com")
+
+    def down(owner_id: str) -> str | None:
+        raise ConnectionError("owners API unreachable")
+
+    app.services.hubspot_owners = down
+    response = post_signed(app, {"id": "22", "properties": properties(22, hubspot_owner_id="41")})
+    assert response.status_code == 503  # retried by HubSpot, never routed to the wrong rep
+    assert [lead.external_id for lead in stored(db, Lead)] == ["hubspot:21"]
+
+
 def test_neither_configured_is_not_found(app, db) -> None:
     response = post_signed(app, {"id": "15", "properties": properties(15)})
     assert (response.status_code, response.json()) == (404, {"error": "not found"})

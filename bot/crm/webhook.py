@@ -112,13 +112,26 @@ def request_uri(environ: dict[str, Any], public_url: str | None) -> str:
     return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{raw}"
 
 
+class OwnersUnavailable(Exception):  # noqa: N818 - a condition the caller answers
+    """The owners lookup failed: the batch is refused (503) rather than routed as if
+    its owners were unknown, which would hand leads to the wrong reps."""
+
+
 def _owner_lookup(services: Any) -> OwnerEmail | None:
-    """The owners API's id -> email, when the app has one (`services.hubspot_owners`)."""
+    """The owners API's id -> email, when the app has one (`services.hubspot_owners`:
+    a callable, or an object with an `email(owner_id)` method)."""
     owners = getattr(services, "hubspot_owners", None)
-    if owners is None:
-        return None
     lookup = getattr(owners, "email", owners)
-    return lookup if callable(lookup) else None
+    if not callable(lookup):
+        return None
+
+    def owner_email(owner_id: str) -> str | None:
+        try:
+            return lookup(owner_id)
+        except Exception as exc:
+            raise OwnersUnavailable(str(exc)) from exc
+
+    return owner_email
 
 
 class HubSpotWebhook:
@@ -183,6 +196,9 @@ class HubSpotWebhook:
         except DatabaseBusy as exc:
             logger.warning("POST /hubspot/webhook answered 503: %s", exc)
             return 503, {"error": "database busy, nothing stored"}
+        except OwnersUnavailable:
+            logger.exception("POST /hubspot/webhook answered 503: the owners lookup failed")
+            return 503, {"error": "HubSpot owners unavailable, nothing stored"}
         finally:
             self.slots.release()
         return 202, {"results": results}
