@@ -40,6 +40,7 @@ MISSING_CONTEXT = "missing_context"
 UNCHANGED = "unchanged"
 UPDATED = "updated"  # re-judged while already with sales or decided: no new handoff
 NO_OWNER = "no_owner"
+HISTORY = "history"  # qualified in a backfill: stored as qualified, never handed off
 
 # A lead already with sales (or decided) is re-judged but never handed off again.
 _SETTLED = {LeadStatus.HANDED_OFF, LeadStatus.ACCEPTED, LeadStatus.DISQUALIFIED}
@@ -48,6 +49,7 @@ _RETRIES = 5
 # Why a lead was not handed off when its verdict is not the reason.
 _SAME_AS_BEFORE = "sent before with the same data: nothing to judge again"
 _QUALIFIED_BEFORE = "qualified before this update: only a newly qualified lead is handed off"
+_HISTORY = "imported as history: judged and kept, never handed off"
 _ALREADY = {
     status: f"already {words}: judged again and kept, not handed off again"
     for status, words in (
@@ -130,6 +132,15 @@ def _lead_values(lead: LeadIn) -> dict[str, Any]:
     }
 
 
+def _as_of(lead: LeadIn, now: datetime) -> datetime:
+    """When a backfilled lead last changed, as far as its data says: the latest of its
+    creation and its signals (never after now); now when it has neither."""
+    times = [signal["at"] for signal in lead.signals]
+    if lead.created_at is not None:
+        times.append(lead.created_at)
+    return min(max(times), now) if times else now
+
+
 def _unique_batches(leads: Iterable[LeadIn], size: int) -> Iterator[list[LeadIn]]:
     """Cut batches so no id appears twice in one (a repeat starts the next batch)."""
     batch: list[LeadIn] = []
@@ -151,6 +162,10 @@ class Intake:
 
     `busy_budget` (seconds) bounds how long a batch waits for a busy database, retries
     included, before DatabaseBusy; None: each attempt waits the database's own timeout.
+
+    `history` (a backfill, `handoff import --history`): leads are stored and judged as of
+    their last known activity (the latest of `created_at` and their signals), and none
+    is handed off, so no card, reminder or escalation comes of them.
     """
 
     def __init__(
@@ -161,8 +176,10 @@ class Intake:
         actor: str = "intake",
         delivery: Delivery | None = None,
         busy_budget: float | None = None,
+        history: bool = False,
     ) -> None:
         self.db = db
+        self.history = history
         self.definition = definition
         self.actor = actor
         self.delivery = delivery
@@ -272,11 +289,14 @@ class Intake:
             if previous is not None and previous.payload_hash == payload_hash:
                 outcomes[i] = LeadOutcome(lead.id, UNCHANGED, why=_SAME_AS_BEFORE)
                 continue
-            verdict = judge(lead, definition, now)
+            as_of = _as_of(lead, now) if self.history else now
+            verdict = judge(lead, definition, as_of)
             why = None
             if previous is not None and previous.status in _SETTLED:
                 status, outcome = previous.status, UPDATED
                 why = _ALREADY[previous.status]
+            elif self.history and verdict.ready:
+                status, outcome, why = LeadStatus.NURTURE, HISTORY, _HISTORY
             elif verdict.ready and not (previous is not None and previous.ready):
                 status, outcome = LeadStatus.HANDED_OFF, HANDED_OFF
                 to_route.append(i)
@@ -304,10 +324,11 @@ class Intake:
                 ready=verdict.ready,
                 hot=verdict.hot,
                 score=verdict.score,
-                updated_at=now,
+                updated_at=as_of,
             )
             verdict_row = {
                 **verdict_base,
+                "judged_at": as_of,
                 "qualified": verdict.qualified,
                 "hot": verdict.hot,
                 "score": verdict.score,
@@ -316,7 +337,11 @@ class Intake:
                 "detail": verdict_detail(verdict),
             }
             if previous is None:
-                values.update(external_id=lead.id, created_at=now)
+                created = lead.created_at
+                values.update(
+                    external_id=lead.id,
+                    created_at=min(created, as_of) if created is not None else as_of,
+                )
                 new_rows.append(values)
                 new_index.append(i)
                 new_verdicts.append(verdict_row)

@@ -201,6 +201,11 @@ class LeadIn(BaseModel):
     campaign: Text = None
     attributes: Annotated[dict[str, Any], AfterValidator(_attributes)] = Field(default_factory=dict)
     signals: list[SignalIn] = Field(default_factory=list, max_length=1000)
+    # When the lead was created where it came from (a backfill keeps its history). Not
+    # part of the content hash: a lead re-sent with it is still the same lead.
+    created_at: Annotated[AwareDatetime, AfterValidator(_utc)] | None = Field(
+        default=None, exclude=True
+    )
 
     def field(self, name: str) -> Any:
         """A top-level field, else an attribute: how the definition names lead data."""
@@ -379,7 +384,7 @@ class FileProblem(ValueError):
     """The file as a whole cannot be imported; nothing past its header was read."""
 
 
-_COLUMNS = sorted(TOP_LEVEL_FIELDS | {"id"})
+_COLUMNS = sorted(TOP_LEVEL_FIELDS | {"id", "created_at"})
 _COLUMN_HELP = f"columns are {', '.join(_COLUMNS)}, signals and attributes.<name>"
 
 
@@ -406,7 +411,7 @@ class CsvLayout:
                 self.attributes.append((index, name))
             elif column == "signals":
                 self.signals = index
-            elif column in TOP_LEVEL_FIELDS or column == "id":
+            elif column in TOP_LEVEL_FIELDS or column in ("id", "created_at"):
                 self.fields.append((index, column))
             else:
                 unknown.append(repr(column))

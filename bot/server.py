@@ -21,6 +21,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot import __version__, clock, metrics
+from bot.crm.webhook import HubSpotWebhook
 from bot.intake import DatabaseBusy, Intake
 from bot.leads import InvalidLeads, parse_body
 from bot.logs import lead_event
@@ -78,6 +79,7 @@ class Router:
         )
         self._intake_secret = secret(services.settings.handoff_intake_secret)
         self._intake_slots = threading.BoundedSemaphore(INTAKE_SLOTS)
+        self.hubspot = HubSpotWebhook(services, self.intake, self._intake_slots)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -93,6 +95,11 @@ class Router:
             if method != "POST":
                 return _reply(start_response, 405, {"error": "use POST"})
             return self.bounded_post_leads(environ, start_response)
+        if path == "/hubspot/webhook":
+            if method != "POST":
+                return _reply(start_response, 405, {"error": "use POST"})
+            status, payload = self.hubspot(environ)
+            return _reply(start_response, status, payload, retry_after=5 if status == 503 else None)
         if path == "/healthz":
             problem = self.services.db.health_problem()
             return _reply(start_response, 503 if problem else 200, {"status": problem or "ok"})

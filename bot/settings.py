@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     hubspot_status_property: str = "hs_lead_status"
     hubspot_reason_property: str = "handoff_rejection_reason"
     hubspot_note_property: str = "handoff_rejection_note"
+    # Leads from the CRM (DESIGN.md "Leads from the CRM"): unset, `sources.yml` if present.
+    handoff_sources: str | None = None
+    hubspot_client_secret: SecretStr | None = None  # verifies X-HubSpot-Signature-v3
+    hubspot_webhook_key: SecretStr | None = None  # or X-Handoff-Key on the webhook
+    handoff_public_url: str | None = None  # the base URL HubSpot calls, to rebuild the URI
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -60,6 +65,8 @@ class Settings(BaseSettings):
             self.handoff_intake_secret,
             self.handoff_webhook_secret,
             self.hubspot_token,
+            self.hubspot_client_secret,
+            self.hubspot_webhook_key,
         )
         return [secret(value) for value in values if secret(value)]
 
@@ -96,6 +103,10 @@ class Settings(BaseSettings):
             )
         if not re.match(r"^https?://", self.slack_api_url):
             problems.append("SLACK_API_URL: expected an http(s) URL like https://slack.com/api/")
+        if self.handoff_public_url and not re.match(r"^https?://[^/?#]+", self.handoff_public_url):
+            problems.append(
+                "HANDOFF_PUBLIC_URL: expected the public base URL, like https://handoff.example.com"
+            )
         if self.handoff_webhook_url and not secret(self.handoff_webhook_secret):
             problems.append("HANDOFF_WEBHOOK_SECRET: required when HANDOFF_WEBHOOK_URL is set")
         return problems

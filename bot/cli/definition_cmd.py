@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from bot.cli.base import Env, main, pass_env
+from bot.cli.base import Env, fail, main, pass_env
+from bot.crm.sources import SourcesError, read_sources, sources_path
 from bot.explain import describe_definition
 
 
@@ -17,13 +18,28 @@ def definition() -> None:
 @click.argument("file", required=False)
 @pass_env
 def check(env: Env, file: str | None) -> None:
-    """Validate FILE (default: HANDOFF_DEFINITION); list every problem."""
+    """Validate FILE (default: HANDOFF_DEFINITION), and the CRM mapping (HANDOFF_SOURCES,
+    default sources.yml) when there is one; list every problem."""
     path = file or env.settings.handoff_definition
     defn = env.definition_at(path)
     click.echo(
         f"{path}: OK (version {defn.version}, {len(defn.fit)} fit criteria, "
         f"{len(defn.intent.signals)} intent signals, {len(defn.reasons)} rejection reasons)"
     )
+    signal_ids = frozenset(signal.id for signal in defn.intent.signals)
+    try:
+        sources = read_sources(env.settings.handoff_sources, signal_ids=signal_ids)
+    except SourcesError as exc:
+        where = sources_path(env.settings.handoff_sources)[0]
+        fail(f"{where}: the CRM mapping has {len(exc.problems)} problem(s):\n{exc}")
+    if sources is not None:
+        crms = [crm for crm in (sources.hubspot, sources.salesforce) if crm is not None]
+        described = ", ".join(
+            f"{crm.crm}: {crm.object}, {len(crm.properties)} properties, "
+            + (f"polled every {crm.poll_every:g}s" if crm.poll_every else "push only")
+            for crm in crms
+        )
+        click.echo(f"{sources.source}: OK ({described})")
 
 
 @definition.command("show")

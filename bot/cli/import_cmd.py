@@ -16,6 +16,9 @@ from bot.leads import FileProblem, LeadIn, Row, open_rows
 
 BATCH = 1000
 GC_YOUNG_THRESHOLD = 50_000
+# Before a live import, a dry pass counts the leads it will hand off; past this size the
+# count would cost as much as the import, so the command says so and starts.
+PREVIEW_MAX_BYTES = 20 * 1024 * 1024
 
 
 def _valid_leads(rows: Iterator[Row], invalid: list[Row]) -> Iterator[LeadIn]:
@@ -26,8 +29,11 @@ def _valid_leads(rows: Iterator[Row], invalid: list[Row]) -> Iterator[LeadIn]:
             yield row.lead
 
 
-def import_file(intake: Intake, path: Path, *, dry_run: bool) -> tuple[Counter[str], list[Row]]:
-    """Import a file; returns the count per outcome and the invalid rows.
+def import_file(
+    intake: Intake, path: Path, *, dry_run: bool, owners: set[str] | None = None
+) -> tuple[Counter[str], list[Row]]:
+    """Import a file; returns the count per outcome and the invalid rows (and adds the
+    owner of every lead handed off to `owners`, when given).
 
     Raises FileProblem (before importing anything) when the file's header is wrong.
     """
@@ -40,18 +46,42 @@ def import_file(intake: Intake, path: Path, *, dry_run: bool) -> tuple[Counter[s
             _valid_leads(rows, invalid), now=now, batch_size=BATCH, dry_run=dry_run
         ):
             counts[outcome.outcome] += 1
+            if owners is not None and outcome.owner:
+                owners.add(outcome.owner)
     return counts, invalid
+
+
+def _preview(intake: Intake, path: Path) -> None:
+    """Say how many leads a live import hands off, to how many reps, before it starts."""
+    if path.stat().st_size > PREVIEW_MAX_BYTES:
+        click.echo(
+            f"{path}: not counting the handoffs first (over {PREVIEW_MAX_BYTES // 2**20} MiB); "
+            "newly qualified leads go to sales (--dry-run counts them, --history sends none)"
+        )
+        return
+    owners: set[str] = set()
+    counts, _ = import_file(intake, path, dry_run=True, owners=owners)
+    click.echo(
+        f"{path}: will hand off {counts.get('handed_off', 0)} lead(s) to {len(owners)} rep(s) "
+        "(--history to import without handing off)"
+    )
 
 
 @main.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Judge and report, store nothing.")
+@click.option(
+    "--history",
+    is_flag=True,
+    help="A backfill: store and judge (as of each lead's created_at and signals), "
+    "hand nothing off.",
+)
 @pass_env
-def import_command(env: Env, file: Path, dry_run: bool) -> None:
+def import_command(env: Env, file: Path, dry_run: bool, history: bool) -> None:
     """Import leads from a CSV or JSONL FILE (upsert by id, judged on the way in)."""
     if file.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
         fail(f"{file}: expected a .csv or .jsonl file")
-    intake = Intake(env.db, env.definition, actor="import")
+    intake = Intake(env.db, env.definition, actor="import", history=history)
     # Park what is alive now (modules, engine, definition) outside the collector: an
     # import churns millions of short-lived objects, and every full collection would
     # otherwise walk all of those long-lived ones again (10-15% of an import). A batch
@@ -61,6 +91,8 @@ def import_command(env: Env, file: Path, dry_run: bool) -> None:
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *threshold[1:])
     try:
+        if not dry_run and not history:
+            _preview(intake, file)
         counts, invalid = import_file(intake, file, dry_run=dry_run)
     except FileProblem as exc:
         fail(f"{file}: {exc}; nothing imported")
@@ -91,6 +123,7 @@ OUTCOME_LABELS = (
     ("handed_off", "qualified, handed off to sales"),
     ("no_owner", "qualified, no rep available"),
     ("missing_context", "qualified, missing context"),
+    ("history", "qualified, kept as history"),
     ("nurture", "nurture (not qualified)"),
     ("updated", "updated, already with sales"),
     ("unchanged", "unchanged"),

@@ -1,0 +1,223 @@
+"""`sources.yml`: how a CRM record becomes a lead (DESIGN.md "Leads from the CRM").
+
+Validated with the definition's reader, so every problem comes back at once
+with its path (`hubspot.fields.owner: expected a property name`). No file means
+no connector: `read_sources` answers None.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.definition import _did_you_mean, _join, _kind, _Reader
+
+DEFAULT_PATH = "sources.yml"
+CRMS = ("hubspot", "salesforce")
+DEFAULT_OBJECT = {"hubspot": "contacts", "salesforce": "Lead"}
+# The lead's own fields a property can fill (`id` is `hubspot:<record id>`, never mapped).
+TEXT_FIELDS = ("name", "title", "company", "source", "campaign")  # a list is joined
+SINGLE_FIELDS = ("email", "owner", "created_at")  # one property each: joining makes no sense
+LEAD_FIELDS = ("email", "name", "title", "company", "owner", "source", "campaign", "created_at")
+KEYS = ("object", "fields", "attributes", "signals", "poll_every")
+# HubSpot internal names (firstname, hs_lead_status) and Salesforce API names (Custom__c).
+_PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+_SIGNAL = re.compile(r"^[a-z][a-z0-9_]*$")
+_DURATION = re.compile(r"^(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?$")
+MIN_POLL_SECONDS = 5.0
+
+
+class SourcesError(ValueError):
+    """sources.yml does not validate; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class CrmSource:
+    """One CRM's mapping. `fields` maps a lead field to its properties (several are
+    joined with spaces); `attributes` and `signals` map a name to one property."""
+
+    crm: str
+    object: str
+    fields: dict[str, tuple[str, ...]]
+    attributes: dict[str, str]
+    signals: dict[str, str]
+    poll_every: float | None = None  # seconds; None: push only
+
+    @property
+    def properties(self) -> tuple[str, ...]:
+        """Every property the mapping reads, once each (what a poll asks the CRM for)."""
+        names = [name for group in self.fields.values() for name in group]
+        names += [*self.attributes.values(), *self.signals.values()]
+        return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Sources:
+    hubspot: CrmSource | None = None
+    salesforce: CrmSource | None = None
+    source: str = DEFAULT_PATH
+
+
+def parse_duration_seconds(text: str) -> float:
+    """'30s', '5m', '1h', '1m30s' -> seconds; ValueError otherwise."""
+    match = _DURATION.match(text.strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"expected a duration like 30s, 5m or 1h, got '{text}'")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def _property(r: _Reader, node: Any, path: str) -> str | None:
+    if isinstance(node, str) and _PROPERTY.match(node.strip()):
+        return node.strip()
+    r.problem(path, f"expected a property name (letters, digits and _), got {_kind(node)}")
+    return None
+
+
+def _fields(r: _Reader, crm: str, node: Any) -> dict[str, tuple[str, ...]]:
+    path = _join(crm, "fields")
+    data = r.mapping(node, path, optional=(*LEAD_FIELDS, "id")) if node is not None else {}
+    out: dict[str, tuple[str, ...]] = {}
+    for name, value in (data or {}).items():
+        if name == "id":
+            r.problem(_join(path, "id"), f"not mappable: the lead id is {crm}:<record id>")
+            continue
+        if name not in LEAD_FIELDS:
+            continue  # reported by mapping() as an unknown key
+        where = _join(path, name)
+        if isinstance(value, list) and name not in SINGLE_FIELDS:
+            if not value:
+                r.problem(where, "expected at least one property name")
+            names = [_property(r, item, _join(where, i)) for i, item in enumerate(value)]
+            if value and all(names):
+                out[name] = tuple(n for n in names if n)
+        elif isinstance(value, list):
+            r.problem(where, f"expected one property name, got a list ({name} is not joined)")
+        else:
+            prop = _property(r, value, where)
+            if prop:
+                out[name] = (prop,)
+    return out
+
+
+def _named(r: _Reader, node: Any, path: str, *, signal: bool) -> dict[str, str]:
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        r.problem(path, f"expected a mapping, got {_kind(node)}")
+        return {}
+    out: dict[str, str] = {}
+    for name, value in node.items():
+        where = _join(path, str(name))
+        if not isinstance(name, str) or not name.strip():
+            r.problem(where, "expected a name")
+            continue
+        if signal and not _SIGNAL.match(name):
+            r.problem(where, "expected a signal id of lower-case letters, digits and _")
+            continue
+        prop = _property(r, value, where)
+        if prop:
+            out[name] = prop
+    return out
+
+
+def _crm(r: _Reader, crm: str, node: Any, signal_ids: frozenset[str] | None) -> CrmSource | None:
+    before = len(r.problems)
+    data = r.mapping(node, crm, optional=KEYS)
+    if data is None:
+        return None
+    obj = DEFAULT_OBJECT[crm]
+    if data.get("object") is not None:
+        obj = _property(r, data["object"], _join(crm, "object")) or obj
+    fields = _fields(r, crm, data.get("fields"))
+    attributes = _named(r, data.get("attributes"), _join(crm, "attributes"), signal=False)
+    signals = _named(r, data.get("signals"), _join(crm, "signals"), signal=True)
+    if signal_ids is not None:
+        for name in signals:
+            if name not in signal_ids:
+                r.problem(
+                    _join(_join(crm, "signals"), name),
+                    "not a signal of the definition's intent.signals"
+                    + _did_you_mean(name, signal_ids),
+                )
+    poll_every = None
+    raw = data.get("poll_every")
+    if raw is not None:
+        where = _join(crm, "poll_every")
+        if not isinstance(raw, str):
+            r.problem(where, f'expected a duration like "30s" or "5m", got {_kind(raw)}')
+        else:
+            try:
+                poll_every = parse_duration_seconds(raw)
+            except ValueError as exc:
+                r.problem(where, str(exc))
+            else:
+                if poll_every < MIN_POLL_SECONDS:
+                    r.problem(where, f"expected at least {MIN_POLL_SECONDS:g}s, got '{raw}'")
+                    poll_every = None
+    if not fields and not attributes and not signals and len(r.problems) == before:
+        r.problem(crm, "maps nothing: expected fields, attributes or signals")
+    return CrmSource(crm, obj, fields, attributes, signals, poll_every)
+
+
+def parse_sources(
+    data: Any, *, source: str = DEFAULT_PATH, signal_ids: frozenset[str] | None = None
+) -> Sources:
+    """Validate parsed YAML, or raise SourcesError listing every problem.
+
+    Given the definition's signal ids, a mapped signal it does not know is a problem
+    too (the judge would ignore it)."""
+    r = _Reader()
+    top = r.mapping(data, "", optional=CRMS)
+    if top is None:
+        raise SourcesError(r.problems)
+    if not any(top.get(crm) is not None for crm in CRMS):
+        r.problem("", "expected a hubspot: or salesforce: section")
+    crms = {crm: _crm(r, crm, top[crm], signal_ids) for crm in CRMS if top.get(crm) is not None}
+    if r.problems:
+        raise SourcesError(r.problems)
+    return Sources(hubspot=crms.get("hubspot"), salesforce=crms.get("salesforce"), source=source)
+
+
+def load_sources(path: str | Path, *, signal_ids: frozenset[str] | None = None) -> Sources:
+    """Read and validate a sources file. OSError if it cannot be read at all."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SourcesError([f"{where}not valid YAML ({problem})"]) from None
+    return parse_sources(data, source=str(path), signal_ids=signal_ids)
+
+
+def sources_path(configured: str | None) -> tuple[Path, bool]:
+    """The file to read, and whether it was named explicitly (then it must exist)."""
+    return Path(configured or DEFAULT_PATH), bool(configured)
+
+
+def read_sources(
+    configured: str | None, *, signal_ids: frozenset[str] | None = None
+) -> Sources | None:
+    """The sources, or None when there is no file (no connector).
+
+    Raises SourcesError when the file does not validate, or when HANDOFF_SOURCES
+    names a file that does not exist (a typo there would silently turn CRM intake off)."""
+    path, explicit = sources_path(configured)
+    if not path.exists():
+        if explicit:
+            raise SourcesError([f"HANDOFF_SOURCES: {path} does not exist"])
+        return None
+    try:
+        return load_sources(path, signal_ids=signal_ids)
+    except OSError as exc:
+        raise SourcesError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
