@@ -390,8 +390,8 @@ class FakeHubSpot:
         page = matching[offset : min(offset + limit, self.search_cap)]
         results = [self._record(contact_id, wanted) for _, contact_id in page]
         answer: dict[str, Any] = {"total": len(matching), "results": results}
-        if offset + limit < len(matching):
-            answer["paging"] = {"next": {"after": str(offset + limit)}}
+        if offset + len(page) < len(matching):  # past the cap too: that page is a 400
+            answer["paging"] = {"next": {"after": str(offset + len(page))}}
         return 200, answer, {}
 
     def _record(self, contact_id: str, wanted: list[str]) -> dict[str, Any]:
