@@ -105,11 +105,15 @@ class FakeHubSpot:
         *,
         scopes: frozenset[str] = ALL_SCOPES,
         search_cap: int = SEARCH_CAP,
+        next_past_cap: bool = True,
         owners_page: int = 100,
     ) -> None:
         self.token = token
         self.scopes = set(scopes)
         self.search_cap = search_cap
+        # HubSpot offers a next page at the cap (which then answers 400); False: it
+        # offers none, and only `total` tells that more records matched.
+        self.next_past_cap = next_past_cap
         self.owners_page = owners_page
         self.url = ""
         self.contacts: dict[str, dict[str, Any]] = {}  # id -> {"properties", "modified_ms"}
@@ -390,7 +394,8 @@ class FakeHubSpot:
         page = matching[offset : min(offset + limit, self.search_cap)]
         results = [self._record(contact_id, wanted) for _, contact_id in page]
         answer: dict[str, Any] = {"total": len(matching), "results": results}
-        if offset + len(page) < len(matching):  # past the cap too: that page is a 400
+        past_cap = offset + len(page) >= self.search_cap
+        if offset + len(page) < len(matching) and (self.next_past_cap or not past_cap):
             answer["paging"] = {"next": {"after": str(offset + len(page))}}
         return 200, answer, {}
 

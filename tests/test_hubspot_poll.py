@@ -104,9 +104,11 @@ def test_records_changed_between_polls_come_once_each(fake, client, db) -> None:
     assert Counter(ingest.ids)[ids[2]] == 2 and len(ingest.ids) == 13
 
 
-def test_the_search_cap_is_passed_by_restarting_from_the_last_change(db) -> None:
+@pytest.mark.parametrize("next_past_cap", [True, False], ids=["next-offered", "total-only"])
+def test_the_search_cap_is_passed_by_restarting_from_the_last_change(db, next_past_cap) -> None:
     # 1,000 changes, three a millisecond, against a search that serves 250 results a query
-    with FakeHubSpot(search_cap=250) as fake, httpx.Client(timeout=30) as http:
+    fake = FakeHubSpot(search_cap=250, next_past_cap=next_past_cap)
+    with fake, httpx.Client(timeout=30) as http:
         client = HubSpotClient(http, fake.url, TOKEN)
         ids = add_contacts(fake, 1_000, per_ms=3)
         ingest = Recorder()
