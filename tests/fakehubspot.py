@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,7 +141,9 @@ class FakeHubSpot:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.1"  # keep-alive, as HubSpot's API servers do
+            wbufsize = 1 << 16  # headers and body leave in one write (no delayed-ACK stall)
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 fake._handle(self, b"")
@@ -383,10 +387,11 @@ class FakeHubSpot:
             [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
         ):
             return 400, _error(f"this fake sorts by lastmodifieddate only: {sorts}", "FAKE"), {}
+        matches = _predicate(body.get("filterGroups") or [])
         matching = [
             (contact["modified_ms"], contact_id)
             for contact_id, contact in self.contacts.items()
-            if _matches(body.get("filterGroups") or [], contact)
+            if matches(contact["modified_ms"])
         ]
         # HubSpot breaks ties in its own order; ascending id here, so tests are deterministic.
         matching.sort(key=lambda pair: (pair[0], int(pair[1])))
@@ -454,22 +459,27 @@ def _error(message: str, category: str) -> dict[str, Any]:
     return {"status": "error", "message": message, "category": category}
 
 
-def _matches(groups: list[dict[str, Any]], contact: dict[str, Any]) -> bool:
+OPERATORS: dict[str, Callable[[int, int], bool]] = {
+    "GTE": operator.ge,
+    "GT": operator.gt,
+    "LTE": operator.le,
+    "LT": operator.lt,
+    "EQ": operator.eq,
+}
+
+
+def _predicate(groups: list[dict[str, Any]]) -> Callable[[int], bool]:
     """Filter groups are ORed, the filters of a group ANDed (lastmodifieddate only here)."""
-    if not groups:
-        return True
-    return any(all(_test(f, contact) for f in group.get("filters", [])) for group in groups)
-
-
-def _test(condition: dict[str, Any], contact: dict[str, Any]) -> bool:
-    if condition.get("propertyName") != "lastmodifieddate":
-        raise ValueError(f"this fake filters on lastmodifieddate only: {condition}")
-    value, actual = int(condition["value"]), contact["modified_ms"]
-    operators = {
-        "GTE": actual >= value,
-        "GT": actual > value,
-        "LTE": actual <= value,
-        "LT": actual < value,
-        "EQ": actual == value,
-    }
-    return operators[condition["operator"]]
+    tests = []
+    for group in groups:
+        conditions = []
+        for condition in group.get("filters", []):
+            if condition.get("propertyName") != "lastmodifieddate":
+                raise NotImplementedError(
+                    f"this fake filters on lastmodifieddate only: {condition}"
+                )
+            conditions.append((OPERATORS[condition["operator"]], int(condition["value"])))
+        tests.append(conditions)
+    if not tests:
+        return lambda _modified: True
+    return lambda modified: any(all(op(modified, v) for op, v in group) for group in tests)
