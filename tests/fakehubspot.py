@@ -91,6 +91,7 @@ class _Failure:
     status: int
     retry_after: int | None
     times: int
+    policy: str | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -209,11 +210,19 @@ class FakeHubSpot:
             self.properties.pop(name, None)
 
     def fail_next(
-        self, route: str, *, status: int = 500, retry_after: int | None = None, times: int = 1
+        self,
+        route: str,
+        *,
+        status: int = 500,
+        retry_after: int | None = None,
+        times: int = 1,
+        policy: str | None = None,
     ) -> None:
-        """Answer the next `times` calls of `route` with `status` (Retry-After if given)."""
+        """Answer the next `times` calls of `route` with `status` (Retry-After if given;
+        a 429's policyName, e.g. DAILY or TEN_SECONDLY_ROLLING, if given)."""
+        failure = _Failure(status, retry_after, times, policy)
         with self._lock:
-            self._failures.setdefault(route, []).append(_Failure(status, retry_after, times))
+            self._failures.setdefault(route, []).append(failure)
 
     def set_outage(self, down: bool) -> None:
         """While down, every route answers 503."""
@@ -319,7 +328,10 @@ class FakeHubSpot:
         if failure is not None:
             extra = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
             category = "RATE_LIMITS" if failure.status == 429 else "INTERNAL_ERROR"
-            return failure.status, _error(f"failing as told ({failure.status})", category), extra
+            answer = _error(f"failing as told ({failure.status})", category)
+            if failure.policy:
+                answer["policyName"] = failure.policy
+            return failure.status, answer, extra
         needed = SCOPES.get(route if route != "property" else "properties")
         if needed and needed not in self.scopes:
             message = f"This app hasn't been granted all required scopes: {needed}"

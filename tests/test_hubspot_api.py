@@ -84,6 +84,21 @@ def test_a_429_longer_than_the_bound_is_left_for_later(fake, http) -> None:
     assert len(fake.calls_to("owners")) == 1
 
 
+def test_a_spent_daily_limit_is_not_waited_for(fake, client) -> None:
+    fake.fail_next("owners", status=429, policy="DAILY")
+    with pytest.raises(HubSpotUnavailable, match="daily API limit is spent"):
+        client.owners()
+    assert len(fake.calls_to("owners")) == 1
+
+
+def test_a_429_without_retry_after_waits_for_its_window(fake, client) -> None:
+    add_owners(fake, 1)
+    fake.fail_next("owners", status=429, policy="SECONDLY")
+    assert client.owners() == {"1": "rep1@example.com"}
+    refused, answered = fake.calls_to("owners")
+    assert answered.at - refused.at >= 0.95
+
+
 def test_5xx_and_an_unreachable_hubspot_are_unavailable(fake, client, http) -> None:
     fake.fail_next("search", status=502)
     with pytest.raises(HubSpotUnavailable, match="HubSpot answered 502"):

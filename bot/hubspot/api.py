@@ -54,20 +54,29 @@ def _path(*segments: str) -> str:
     return "/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
-def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("Retry-After", "")
+def _error_body(response: httpx.Response) -> dict[str, Any]:
     try:
-        return max(0.0, float(value))
+        body = response.json()
     except ValueError:
-        return 10.0  # HubSpot's limits are ten-second windows
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before retrying a 429; None when waiting is pointless (the
+    portal's daily limit is spent until midnight, the portal's time)."""
+    policy = str(_error_body(response).get("policyName") or "").upper()
+    if policy == "DAILY":
+        return None
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return 1.0 if policy == "SECONDLY" else 10.0  # the window of the limit hit
 
 
 def _message(response: httpx.Response) -> str:
     """HubSpot's own error message (a JSON `message`), shortened; never the request."""
-    try:
-        message = response.json().get("message")
-    except ValueError:
-        message = None
+    message = _error_body(response).get("message")
     return str(message or response.reason_phrase or "")[:200]
 
 
@@ -108,6 +117,8 @@ class HubSpotClient:
             if response.status_code != 429:
                 break
             wait = _retry_after(response)
+            if wait is None:
+                raise HubSpotUnavailable(f"{what}: the portal's daily API limit is spent")
             if wait > self.max_wait:
                 raise HubSpotUnavailable(f"{what}: rate limited, retry after {wait:g} s")
             logger.info("%s: rate limited (429), waiting %g s", what, wait)
