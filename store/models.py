@@ -331,7 +331,8 @@ class ReviewRun(SQLModel, table=True):
 class CrmCursor(SQLModel, table=True):
     """How far polling a CRM got: records changed at or after `cursor_ms` are still to
     read, except those in `seen_ids` (changed at exactly `cursor_ms`, already handed to
-    intake), so a re-poll of an unchanged record hands nothing over again."""
+    intake), so a re-poll of an unchanged record hands nothing over again. The lease
+    lets one process poll at a time (the CRM's rate limit is the portal's, shared)."""
 
     __tablename__ = "crm_cursor"
 
@@ -339,6 +340,8 @@ class CrmCursor(SQLModel, table=True):
     cursor_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     seen_ids: list[str] = _json_column(list)
     updated_at: datetime = _utc_column(nullable=False)
+    lease_owner: str | None = Field(default=None, max_length=32)
+    lease_until: datetime | None = _utc_column()
 
 
 class SchemaInfo(SQLModel, table=True):

@@ -4,6 +4,7 @@ the cursor in a real SQLite file (and PostgreSQL where the URL is set)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -11,9 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from freezegun import freeze_time
 
+from bot import clock
 from bot.hubspot.api import HubSpotClient, HubSpotError
-from bot.hubspot.poll import modified_ms, poll_job, poll_once
+from bot.hubspot.poll import LEASE, modified_ms, poll_job, poll_once
+from store.crm import claim_cursor, create_cursor
 from store.db import Database
 from store.models import CrmCursor
 from tests.fakehubspot import TOKEN, FakeHubSpot, iso_ms
@@ -207,6 +211,54 @@ def test_the_cursor_survives_on_postgresql(fake, client, pg_url) -> None:
         assert cursor_row(db).cursor_ms == T0 + 4  # epoch ms fit (a BIGINT column)
     finally:
         db.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, db_url) -> Iterator[Database]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else db_url
+    database = Database(url)
+    database.create_schema()
+    yield database
+    database.dispose()
+
+
+def test_one_process_polls_at_a_time(fake, client, any_db) -> None:
+    ids = add_contacts(fake, 150)
+    other_returned = threading.Event()
+    first_page_in = threading.Event()
+    seen: list[str] = []
+
+    def slow_ingest(records: list[dict[str, Any]]) -> None:
+        first_page_in.set()
+        assert other_returned.wait(30)
+        seen.extend(r["id"] for r in records)
+
+    first = threading.Thread(
+        target=poll_once, args=(client, any_db, slow_ingest, PROPERTIES), kwargs={"start_ms": T0}
+    )
+    first.start()
+    assert first_page_in.wait(30)
+    other = poll_once(client, any_db, Recorder(), PROPERTIES, start_ms=T0)
+    other_returned.set()
+    first.join(30)
+    assert other.skipped and other.pages == 0
+    assert seen == ids and len(fake.calls_to("search")) == 2  # the first poll's two pages
+    assert cursor_row(any_db).lease_owner is None  # released: the next poll runs
+    assert not poll_once(client, any_db, Recorder(), PROPERTIES).skipped
+
+
+def test_a_crashed_pollers_lease_runs_out(fake, client, db) -> None:
+    ids = add_contacts(fake, 3)
+    with freeze_time("2026-11-27 10:00:00") as frozen:
+        now = clock.now()
+        with db.transaction() as session:
+            create_cursor(session, "hubspot", T0, now=now)
+            claim_cursor(session, "hubspot", "crashed", now=now, until=now + LEASE)
+        assert poll_once(client, db, Recorder(), PROPERTIES).skipped
+        frozen.tick(LEASE)
+        ingest = Recorder()
+        assert poll_once(client, db, ingest, PROPERTIES).delivered == 3
+    assert ingest.ids == ids
 
 
 def test_change_times_are_read_as_hubspot_writes_them() -> None:

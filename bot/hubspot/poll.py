@@ -8,16 +8,20 @@ at exactly the cursor's millisecond and already handed over are remembered by
 id, so polling an unchanged portal hands nothing over twice (intake is
 idempotent anyway; this keeps re-polls free). HubSpot serves at most 10,000
 results of one query; before paging past them the search restarts from the
-last record's change time.
+last record's change time. One process polls a source at a time (a lease on the
+cursor row): HubSpot's rate limits are the portal's, shared by every replica.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.exc import IntegrityError
 
 from bot import clock
 from bot.hubspot.api import (
@@ -29,12 +33,13 @@ from bot.hubspot.api import (
     HubSpotRefused,
     HubSpotUnavailable,
 )
-from store.crm import load_cursor, save_cursor
+from store.crm import claim_cursor, create_cursor, load_cursor, release_cursor, save_cursor
 from store.db import Database
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "hubspot"
+LEASE = timedelta(minutes=5)
 
 Ingest = Callable[[list[dict[str, Any]]], None]
 
@@ -45,6 +50,7 @@ class PollResult:
     delivered: int = 0  # records handed to ingest
     restarts: int = 0  # searches restarted to pass the result cap
     cursor_ms: int = 0
+    skipped: bool = False  # another process was polling this source
 
 
 def record_id(record: dict[str, Any]) -> str:
@@ -69,10 +75,6 @@ def modified_ms(record: dict[str, Any]) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _now_ms() -> int:
-    return int(clock.now().timestamp() * 1000)
-
-
 def poll_once(
     client: HubSpotClient,
     db: Database,
@@ -83,6 +85,7 @@ def poll_once(
     start_ms: int | None = None,
     limit: int = SEARCH_LIMIT,
     cap: int = SEARCH_CAP,
+    lease: timedelta = LEASE,
 ) -> PollResult:
     """Hand every record changed since the stored cursor to `ingest`, page by page.
 
@@ -92,41 +95,68 @@ def poll_once(
             so turning polling on hands off what changes from then on, not the history
             (that is `handoff import --history`).
         cap: the results one search serves (HubSpot's 10,000; smaller in tests).
+        lease: how long another process waits before taking over a poll that stopped
+            saving pages (a crashed one); each saved page extends it.
 
+    While another process polls the same source this returns at once (`skipped`).
     Raises HubSpotError (HubSpotUnavailable: try again next time) or whatever ingest
     raised; the cursor then stays after the last page ingest accepted.
     """
+    owner = uuid.uuid4().hex
+    claimed = _claim(db, source, owner, start_ms, lease)
+    if claimed is None:
+        return PollResult(skipped=True)
+    try:
+        cursor, seen = claimed
+        result = PollResult(cursor_ms=cursor)
+        query_from, after = cursor, None
+        while True:
+            page = client.search_changed(query_from, list(properties), after, limit=limit)
+            result.pages += 1
+            fresh, cursor, seen = _past_cursor(page.results, cursor, seen)
+            if fresh:
+                ingest(fresh)
+                result.delivered += len(fresh)
+                now = clock.now()
+                with db.transaction() as session:
+                    save_cursor(
+                        session, source, owner, cursor, sorted(seen), now=now, until=now + lease
+                    )
+            result.cursor_ms = cursor
+            reached = (int(after) if after and after.isdigit() else 0) + len(page.results)
+            after = page.next_after
+            # One query serves `cap` results, whether or not HubSpot offers a page past them.
+            if reached >= cap and (after is not None or reached < page.total):
+                if cursor == query_from:
+                    raise HubSpotError(
+                        f"more than {cap} HubSpot records changed in the same millisecond "
+                        f"({cursor}); the search cannot page past them"
+                    )
+                query_from, after = cursor, None
+                result.restarts += 1
+            elif after is None:
+                return result
+    finally:
+        with db.transaction() as session:
+            release_cursor(session, source, owner)
+
+
+def _claim(
+    db: Database, source: str, owner: str, start_ms: int | None, lease: timedelta
+) -> tuple[int, set[str]] | None:
     with db.session() as session:
-        stored = load_cursor(session, source)
-    if stored is None:
-        cursor, seen = (_now_ms() if start_ms is None else start_ms), set[str]()
-        _save(db, source, cursor, seen)
-    else:
-        cursor, seen = stored.cursor_ms, set(stored.seen_ids)
-    result = PollResult(cursor_ms=cursor)
-    query_from, after = cursor, None
-    while True:
-        page = client.search_changed(query_from, list(properties), after, limit=limit)
-        result.pages += 1
-        fresh, cursor, seen = _past_cursor(page.results, cursor, seen)
-        if fresh:
-            ingest(fresh)
-            result.delivered += len(fresh)
-            _save(db, source, cursor, seen)
-        result.cursor_ms = cursor
-        reached = (int(after) if after and after.isdigit() else 0) + len(page.results)
-        after = page.next_after
-        # One query serves `cap` results, whether or not HubSpot offers a page past them.
-        if reached >= cap and (after is not None or reached < page.total):
-            if cursor == query_from:
-                raise HubSpotError(
-                    f"more than {cap} HubSpot records changed in the same millisecond "
-                    f"({cursor}); the search cannot page past them"
-                )
-            query_from, after = cursor, None
-            result.restarts += 1
-        elif after is None:
-            return result
+        exists = load_cursor(session, source) is not None
+    if not exists:
+        start = int(clock.now().timestamp() * 1000) if start_ms is None else start_ms
+        try:
+            with db.transaction() as session:
+                create_cursor(session, source, start, now=clock.now())
+        except IntegrityError:
+            pass  # another process created it at the same moment
+    now = clock.now()
+    with db.transaction() as session:
+        row = claim_cursor(session, source, owner, now=now, until=now + lease)
+        return None if row is None else (row.cursor_ms, set(row.seen_ids))
 
 
 def _past_cursor(
@@ -145,11 +175,6 @@ def _past_cursor(
         else:
             seen.add(rid)
     return fresh, cursor, seen
-
-
-def _save(db: Database, source: str, cursor: int, seen: set[str]) -> None:
-    with db.transaction() as session:
-        save_cursor(session, source, cursor, sorted(seen), now=clock.now())
 
 
 def poll_job(
