@@ -137,8 +137,15 @@ def poll_once(
             elif after is None:
                 return result
     finally:
+        _release(db, source, owner, lease)
+
+
+def _release(db: Database, source: str, owner: str, lease: timedelta) -> None:
+    try:
         with db.transaction() as session:
             release_cursor(session, source, owner)
+    except Exception:  # noqa: BLE001 - keep the poll's own error; the lease runs out anyway
+        logger.exception("cannot release the %s poll lease; it runs out within %s", source, lease)
 
 
 def _claim(
