@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import pydantic_core
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -326,6 +326,22 @@ class ReviewRun(SQLModel, table=True):
 
     due: str = Field(primary_key=True, max_length=10)  # ISO date, "2027-01-30"
     claimed_at: datetime = _utc_column(nullable=False)
+
+
+class CrmCursor(SQLModel, table=True):
+    """How far polling a CRM got: records changed at or after `cursor_ms` are still to
+    read, except those in `seen_ids` (changed at exactly `cursor_ms`, already handed to
+    intake), so a re-poll of an unchanged record hands nothing over again. The lease
+    lets one process poll at a time (the CRM's rate limit is the portal's, shared)."""
+
+    __tablename__ = "crm_cursor"
+
+    source: str = Field(primary_key=True, max_length=32)  # "hubspot"
+    cursor_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    seen_ids: list[str] = _json_column(list)
+    updated_at: datetime = _utc_column(nullable=False)
+    lease_owner: str | None = Field(default=None, max_length=32)
+    lease_until: datetime | None = _utc_column()
 
 
 class SchemaInfo(SQLModel, table=True):

@@ -4,6 +4,7 @@ from bot.cli import (  # noqa: F401 - each module registers its commands
     backtest_cmd,
     definition_cmd,
     demo_cmd,
+    hubspot_cmd,
     import_cmd,
     lead_cmd,
     report_cmd,

@@ -1,0 +1,210 @@
+"""Polling HubSpot for contacts changed since a cursor kept in the database.
+
+Each poll searches `lastmodifieddate >= cursor`, oldest first, pages by `after`,
+and hands every page's new records to `ingest` (the mapping and intake). The
+cursor moves only after `ingest` returned, page by page: a crash or an outage
+loses nothing, and the next poll starts where this one stopped. Records changed
+at exactly the cursor's millisecond and already handed over are remembered by
+id, so polling an unchanged portal hands nothing over twice (intake is
+idempotent anyway; this keeps re-polls free). HubSpot serves at most 10,000
+results of one query; before paging past them the search restarts from the
+last record's change time. One process polls a source at a time (a lease on the
+cursor row): HubSpot's rate limits are the portal's, shared by every replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from bot import clock
+from bot.hubspot.api import (
+    MODIFIED,
+    SEARCH_CAP,
+    SEARCH_LIMIT,
+    HubSpotClient,
+    HubSpotError,
+    HubSpotRefused,
+    HubSpotUnavailable,
+)
+from store.crm import claim_cursor, create_cursor, load_cursor, release_cursor, save_cursor
+from store.db import Database
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "hubspot"
+LEASE = timedelta(minutes=5)
+
+Ingest = Callable[[list[dict[str, Any]]], None]
+
+
+@dataclass
+class PollResult:
+    pages: int = 0
+    delivered: int = 0  # records handed to ingest
+    restarts: int = 0  # searches restarted to pass the result cap
+    cursor_ms: int = 0
+    skipped: bool = False  # another process was polling this source
+
+
+def record_id(record: dict[str, Any]) -> str:
+    properties = record.get("properties") or {}
+    return str(record.get("id") or properties.get("hs_object_id") or "")
+
+
+def modified_ms(record: dict[str, Any]) -> int:
+    """When the record last changed, in epoch ms (HubSpot writes an ISO datetime)."""
+    value = (record.get("properties") or {}).get(MODIFIED) or record.get("updatedAt")
+    text = str(value or "").strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise HubSpotError(
+            f"HubSpot record {record_id(record) or '(no id)'}: {MODIFIED} {text!r} is not a date"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def poll_once(
+    client: HubSpotClient,
+    db: Database,
+    ingest: Ingest,
+    properties: Sequence[str],
+    *,
+    source: str = SOURCE,
+    start_ms: int | None = None,
+    limit: int = SEARCH_LIMIT,
+    cap: int = SEARCH_CAP,
+    lease: timedelta = LEASE,
+) -> PollResult:
+    """Hand every record changed since the stored cursor to `ingest`, page by page.
+
+    Args:
+        properties: the properties to fetch (the mapped ones).
+        start_ms: where the very first poll starts (no cursor stored yet); default now,
+            so turning polling on hands off what changes from then on, not the history
+            (that is `handoff import --history`).
+        cap: the results one search serves (HubSpot's 10,000; smaller in tests).
+        lease: how long another process waits before taking over a poll that stopped
+            saving pages (a crashed one); each saved page extends it.
+
+    While another process polls the same source this returns at once (`skipped`).
+    Raises HubSpotError (HubSpotUnavailable: try again next time) or whatever ingest
+    raised; the cursor then stays after the last page ingest accepted.
+    """
+    owner = uuid.uuid4().hex
+    claimed = _claim(db, source, owner, start_ms, lease)
+    if claimed is None:
+        return PollResult(skipped=True)
+    try:
+        cursor, seen = claimed
+        result = PollResult(cursor_ms=cursor)
+        query_from, after = cursor, None
+        while True:
+            page = client.search_changed(query_from, list(properties), after, limit=limit)
+            result.pages += 1
+            fresh, cursor, seen = _past_cursor(page.results, cursor, seen)
+            if fresh:
+                ingest(fresh)
+                result.delivered += len(fresh)
+                now = clock.now()
+                with db.transaction() as session:
+                    save_cursor(
+                        session, source, owner, cursor, sorted(seen), now=now, until=now + lease
+                    )
+            result.cursor_ms = cursor
+            reached = (int(after) if after and after.isdigit() else 0) + len(page.results)
+            after = page.next_after
+            # One query serves `cap` results, whether or not HubSpot offers a page past them.
+            if reached >= cap and (after is not None or reached < page.total):
+                if cursor == query_from:
+                    raise HubSpotError(
+                        f"more than {cap} HubSpot records changed in the same millisecond "
+                        f"({cursor}); the search cannot page past them"
+                    )
+                query_from, after = cursor, None
+                result.restarts += 1
+            elif after is None:
+                return result
+    finally:
+        _release(db, source, owner, lease)
+
+
+def _release(db: Database, source: str, owner: str, lease: timedelta) -> None:
+    try:
+        with db.transaction() as session:
+            release_cursor(session, source, owner)
+    except Exception:  # noqa: BLE001 - keep the poll's own error; the lease runs out anyway
+        logger.exception("cannot release the %s poll lease; it runs out within %s", source, lease)
+
+
+def _claim(
+    db: Database, source: str, owner: str, start_ms: int | None, lease: timedelta
+) -> tuple[int, set[str]] | None:
+    with db.session() as session:
+        exists = load_cursor(session, source) is not None
+    if not exists:
+        start = int(clock.now().timestamp() * 1000) if start_ms is None else start_ms
+        try:
+            with db.transaction() as session:
+                create_cursor(session, source, start, now=clock.now())
+        except IntegrityError:
+            pass  # another process created it at the same moment
+    now = clock.now()
+    with db.transaction() as session:
+        row = claim_cursor(session, source, owner, now=now, until=now + lease)
+        return None if row is None else (row.cursor_ms, set(row.seen_ids))
+
+
+def _past_cursor(
+    records: list[dict[str, Any]], cursor: int, seen: set[str]
+) -> tuple[list[dict[str, Any]], int, set[str]]:
+    """The records not yet handed over, and the cursor after them."""
+    fresh = []
+    seen = set(seen)
+    for record in records:
+        rid, changed = record_id(record), modified_ms(record)
+        if changed < cursor or (changed == cursor and rid in seen):
+            continue
+        fresh.append(record)
+        if changed > cursor:
+            cursor, seen = changed, {rid}
+        else:
+            seen.add(rid)
+    return fresh, cursor, seen
+
+
+def poll_job(
+    client: HubSpotClient,
+    db: Database,
+    ingest: Ingest,
+    properties: Sequence[str],
+    **options: Any,
+) -> PollResult | None:
+    """`poll_once` for a scheduler job: a failure is logged, and the next run retries."""
+    try:
+        result = poll_once(client, db, ingest, properties, **options)
+    except HubSpotUnavailable as exc:
+        logger.warning("HubSpot poll: %s; trying again at the next poll", exc)
+        return None
+    except HubSpotRefused:
+        logger.exception("HubSpot poll refused; run `handoff hubspot check`")
+        return None
+    except Exception:
+        logger.exception("HubSpot poll failed; it resumes from the stored cursor next time")
+        return None
+    if result.delivered:
+        logger.info(
+            "HubSpot poll: %d changed record(s) in %d page(s)", result.delivered, result.pages
+        )
+    return result
