@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt import App, BoltContext
 
 from bot import cards, digest, reminders, review, writeback  # noqa: F401 - senders
+from bot.crm.sources import Sources
 from bot.definition import Definition
 from bot.services import Services
 from bot.settings import Settings, secret
@@ -20,7 +21,9 @@ logger = logging.getLogger(__name__)
 AFTER_ACK_THREADS = 5
 
 
-def build_services(settings: Settings, definition: Definition, db: Database) -> Services:
+def build_services(
+    settings: Settings, definition: Definition, db: Database, sources: Sources | None = None
+) -> Services:
     slack = make_client(secret(settings.slack_bot_token), settings.slack_api_url)
     return Services(
         settings=settings,
@@ -28,6 +31,7 @@ def build_services(settings: Settings, definition: Definition, db: Database) -> 
         definition=definition,
         slack=slack,
         directory=Directory(db, slack),
+        sources=sources,
     )
 
 

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from bot import metrics
 from bot.definition import Definition
 from bot.explain import why_not_handed_off
 from bot.handoffs import CARD, NewHandoff, open_handoffs
 from bot.judge import Verdict, judge
 from bot.leads import LeadIn
+from bot.logs import lead_event
 from bot.routing import route
 from store import audit
 from store import leads as lead_store
@@ -412,3 +414,15 @@ class Intake:
         return open_handoffs(
             session, definition=self.definition, new=new, now=now, actor=self.actor
         )
+
+
+def report_received(result: dict[str, Any], *, via: str = "") -> None:
+    """A lead's outcome (its 202 JSON) as a line in the log and a count in the metrics:
+    the same for POST /leads, the HubSpot webhook and a poll."""
+    outcome = result["outcome"]
+    metrics.LEADS.labels(outcome).inc()
+    detail = f"{via}{outcome}, score {result['score']}"
+    if result.get("owner"):
+        detail += f", handed off to {result['owner']}"
+        metrics.HANDOFFS.inc()
+    lead_event(result["id"], "received", detail, outcome=outcome, owner=result.get("owner"))

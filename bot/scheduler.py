@@ -8,12 +8,18 @@ tick does is claimed row by row in the database, so several processes are safe.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import clock, digest, reminders, review
+from bot.crm.webhook import ingest_records
+from bot.hubspot.poll import poll_job
+from bot.intake import Intake
 from bot.services import Services
 
 logger = logging.getLogger(__name__)
@@ -21,6 +27,7 @@ logger = logging.getLogger(__name__)
 SLA_SWEEP_JOB = "sla-sweep"
 DIGEST_JOB = "weekly-digest"
 DIGEST_CATCH_UP_JOB = "weekly-digest-catch-up"
+HUBSPOT_POLL_JOB = "hubspot-poll"
 REVIEW_JOB = "definition-review"
 REVIEW_CHECK_HOURS = 1
 
@@ -74,4 +81,28 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
         next_run_time=now,
         replace_existing=True,
     )
+    poll = hubspot_poll(services)
+    if poll is not None:
+        seconds, job = poll
+        scheduler.add_job(
+            job, IntervalTrigger(seconds=seconds), id=HUBSPOT_POLL_JOB, next_run_time=now
+        )
     return scheduler
+
+
+def hubspot_poll(services: Services) -> tuple[float, Callable[[], Any]] | None:
+    """sources.yml's `hubspot.poll_every`, and the job that polls: each page of changed
+    contacts is mapped and ingested like a webhook's body (the cursor moves after it)."""
+    source = services.sources.hubspot if services.sources else None
+    if source is None or not source.poll_every:
+        return None
+    if services.hubspot is None:
+        logger.error("sources.yml polls HubSpot but HUBSPOT_TOKEN is not set: not polling")
+        return None
+    intake = Intake(services.db, services.definition, delivery=services.delivery)
+
+    def ingest(records: list[dict[str, Any]]) -> None:
+        ingest_records(services, intake, source, records)
+
+    client = services.hubspot
+    return source.poll_every, partial(poll_job, client, services.db, ingest, source.properties)

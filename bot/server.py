@@ -22,9 +22,8 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot import __version__, clock, metrics
 from bot.crm.webhook import HubSpotWebhook
-from bot.intake import DatabaseBusy, Intake
+from bot.intake import DatabaseBusy, Intake, report_received
 from bot.leads import InvalidLeads, parse_body
-from bot.logs import lead_event
 from bot.readiness import SlackWatch, check_slack
 from bot.services import Services
 from bot.settings import secret
@@ -164,19 +163,8 @@ class Router:
         outcomes = self.intake.ingest(leads, now=clock.now())  # starts the new cards
         results = [outcome.to_json() for outcome in outcomes]
         for result in results:
-            _received(result)
+            report_received(result)
         return 202, {"results": results}
-
-
-def _received(result: dict[str, Any]) -> None:
-    """The lead's line in the log and its count in the metrics."""
-    outcome = result["outcome"]
-    metrics.LEADS.labels(outcome).inc()
-    detail = f"{outcome}, score {result['score']}"
-    if result.get("owner"):
-        detail += f", handed off to {result['owner']}"
-        metrics.HANDOFFS.inc()
-    lead_event(result["id"], "received", detail, outcome=outcome, owner=result.get("owner"))
 
 
 def _reply(

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import httpx
 from slack_sdk import WebClient
 
+from bot.crm.sources import Sources
 from bot.definition import Definition
-from bot.settings import Settings
+from bot.hubspot.api import HubSpotClient, Owners
+from bot.settings import Settings, secret
 from bot.slack import Directory
 from store.db import Database
 
@@ -25,9 +27,16 @@ class Services:
     slack: WebClient
     directory: Directory
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0))
+    sources: Sources | None = None  # sources.yml: None, no CRM connector
     delivery: Delivery = field(init=False)
+    hubspot: HubSpotClient | None = field(init=False, default=None)
+    hubspot_owners: Owners | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         from bot.delivery import Delivery
 
         self.delivery = Delivery(self)
+        token = secret(self.settings.hubspot_token)
+        if token:  # the owners API (webhook and polls), polling and write-back
+            self.hubspot = HubSpotClient(self.http, self.settings.hubspot_api_url, token)
+            self.hubspot_owners = Owners(self.hubspot)

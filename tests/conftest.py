@@ -170,8 +170,11 @@ def start_app(
     settings: Settings, definition: Definition, db: Database, *, background: bool = False
 ) -> tuple[HandoffServer, threading.Thread]:
     from bot.app import build_services
+    from bot.crm.sources import read_sources
 
-    services = build_services(settings, definition, db)
+    signal_ids = frozenset(signal.id for signal in definition.intent.signals)
+    sources = read_sources(settings.handoff_sources, signal_ids=signal_ids)
+    services = build_services(settings, definition, db, sources)
     server = HandoffServer(services, host="127.0.0.1", port=0, threads=8)
     if background:
         server.start_background()

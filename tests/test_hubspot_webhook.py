@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from bot import clock
 from store.models import Handoff, Lead
+from tests.fakehubspot import TOKEN, FakeHubSpot
 
 CLIENT_SECRET = "hubspot-client-secret-0123"
 WEBHOOK_KEY = "hubspot-webhook-key-4567"
@@ -250,20 +251,26 @@ def test_api_key_mode(app_factory, db, sources) -> None:
     assert [lead.external_id for lead in stored(db, Lead)] == ["hubspot:13"]
 
 
-def test_owner_ids_are_resolved_through_the_owners_lookup(app_factory, db, sources) -> None:
-    app = app_factory(db, hubspot_client_secret=CLIENT_SECRET, handoff_sources=sources)
-    # The owners API's side (another module's client) stands here as a plain lookup.
-    app.services.hubspot_owners = {"41": "rep2@example.com"}.get
-    response = post_signed(app, {"id": "21", "properties": properties(21, hubspot_owner_id="41")})
-    [result] = response.json()["results"]
-    assert (result["outcome"], result["owner"]) == ("handed_off", "rep2@example.com")
+def test_owner_ids_are_resolved_through_the_owners_api(app_factory, db, sources) -> None:
+    with FakeHubSpot() as hubspot:
+        hubspot.add_owner("41", "rep2@example.com")
+        settings = {
+            "hubspot_client_secret": CLIENT_SECRET,
+            "handoff_sources": sources,
+            "hubspot_token": TOKEN,
+            "hubspot_api_url": hubspot.url,
+        }
+        app = app_factory(db, **settings)
+        record = {"id": "21", "properties": properties(21, hubspot_owner_id="41")}
+        [result] = post_signed(app, record).json()["results"]
+        assert (result["outcome"], result["owner"]) == ("handed_off", "rep2@example.com")
 
-    def down(owner_id: str) -> str | None:
-        raise ConnectionError("owners API unreachable")
-
-    app.services.hubspot_owners = down
-    response = post_signed(app, {"id": "22", "properties": properties(22, hubspot_owner_id="41")})
-    assert response.status_code == 503  # retried by HubSpot, never routed to the wrong rep
+        # A process that never got the owners list (HubSpot down since it started)
+        # answers 503, which HubSpot retries, rather than route the lead to the wrong rep.
+        hubspot.set_outage(True)
+        fresh = app_factory(db, **settings)
+        record = {"id": "22", "properties": properties(22, hubspot_owner_id="41")}
+        assert post_signed(fresh, record).status_code == 503
     assert [lead.external_id for lead in stored(db, Lead)] == ["hubspot:21"]
 
 

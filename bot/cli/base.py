@@ -12,6 +12,7 @@ from typing import NoReturn
 import click
 
 from bot import logs
+from bot.crm.sources import Sources, SourcesError, read_sources, sources_path
 from bot.definition import Definition, DefinitionError, load_definition
 from bot.settings import Settings, read_settings
 from store.db import Database, SchemaError
@@ -49,6 +50,16 @@ class Env:
     @cached_property
     def definition(self) -> Definition:
         return self.definition_at(self.settings.handoff_definition)
+
+    @cached_property
+    def sources(self) -> Sources | None:
+        """sources.yml (None: no file, no CRM connector), checked against the definition."""
+        signal_ids = frozenset(signal.id for signal in self.definition.intent.signals)
+        try:
+            return read_sources(self.settings.handoff_sources, signal_ids=signal_ids)
+        except SourcesError as exc:
+            where = sources_path(self.settings.handoff_sources)[0]
+            fail(f"{where}: the CRM mapping has {len(exc.problems)} problem(s):\n{exc}")
 
     @cached_property
     def db(self) -> Database:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bot.cli.base import Env, fail, main, pass_env
-from bot.crm.sources import SourcesError, read_sources, sources_path
+from bot.cli.base import Env, main, pass_env
 from bot.explain import describe_definition
 
 
@@ -26,12 +25,8 @@ def check(env: Env, file: str | None) -> None:
         f"{path}: OK (version {defn.version}, {len(defn.fit)} fit criteria, "
         f"{len(defn.intent.signals)} intent signals, {len(defn.reasons)} rejection reasons)"
     )
-    signal_ids = frozenset(signal.id for signal in defn.intent.signals)
-    try:
-        sources = read_sources(env.settings.handoff_sources, signal_ids=signal_ids)
-    except SourcesError as exc:
-        where = sources_path(env.settings.handoff_sources)[0]
-        fail(f"{where}: the CRM mapping has {len(exc.problems)} problem(s):\n{exc}")
+    env.definition = defn  # the mapping's signals are checked against this file's
+    sources = env.sources
     if sources is not None:
         crms = [crm for crm in (sources.hubspot, sources.salesforce) if crm is not None]
         described = ", ".join(

@@ -12,9 +12,9 @@ from bot.settings import secret
 
 
 def mapped_properties(env: Env) -> list[str]:
-    """The contact properties the HubSpot mapping reads (sources.yml); none until the
-    mapping is wired in here."""
-    return []
+    """The contact properties the HubSpot mapping reads (sources.yml's `hubspot:`)."""
+    sources = env.sources
+    return list(sources.hubspot.properties) if sources and sources.hubspot else []
 
 
 @main.group()

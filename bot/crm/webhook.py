@@ -22,8 +22,8 @@ from urllib.parse import quote
 
 from bot import clock, metrics
 from bot.crm.mapping import OwnerEmail, record_id, to_lead
-from bot.crm.sources import CrmSource, SourcesError, read_sources
-from bot.intake import DatabaseBusy, Intake
+from bot.crm.sources import CrmSource
+from bot.intake import DatabaseBusy, Intake, report_received
 from bot.leads import InvalidLeads, LeadIn
 from bot.logs import lead_event
 from bot.settings import secret
@@ -118,12 +118,11 @@ class OwnersUnavailable(Exception):  # noqa: N818 - a condition the caller answe
 
 
 def _owner_lookup(services: Any) -> OwnerEmail | None:
-    """The owners API's id -> email, when the app has one (`services.hubspot_owners`:
-    a callable, or an object with an `email(owner_id)` method)."""
-    owners = getattr(services, "hubspot_owners", None)
-    lookup = getattr(owners, "email", owners)
-    if not callable(lookup):
+    """The owners API's id -> email, when the app has one (with HUBSPOT_TOKEN)."""
+    owners = services.hubspot_owners
+    if owners is None:
         return None
+    lookup = owners.email_of
 
     def owner_email(owner_id: str) -> str | None:
         try:
@@ -155,15 +154,7 @@ class HubSpotWebhook:
         return bool(self.client_secret or self.api_key)
 
     def _load_source(self) -> None:
-        if hasattr(self.services, "sources"):  # built at start-up by the app
-            sources = self.services.sources
-        else:
-            try:
-                sources = read_sources(self.services.settings.handoff_sources)
-            except SourcesError as exc:
-                self.source_problem = "sources.yml does not validate (handoff definition check)"
-                logger.error("the HubSpot webhook cannot map records: %s", "; ".join(exc.problems))
-                return
+        sources = self.services.sources  # read and checked at start-up (handoff run)
         self.source = sources.hubspot if sources is not None else None
         if self.source is None:
             self.source_problem = "no hubspot: mapping in sources.yml"
@@ -233,28 +224,36 @@ class HubSpotWebhook:
     def receive(self, records: list[Any]) -> list[dict[str, Any]]:
         """Map every record, ingest the valid ones in one go; results in the records' order."""
         assert self.source is not None
-        owner_email = _owner_lookup(self.services)
-        results: list[dict[str, Any] | None] = [None] * len(records)
-        leads: list[LeadIn] = []
-        positions: list[int] = []
-        for index, record in enumerate(records):
-            try:
-                leads.append(to_lead(record, self.source, owner_email=owner_email))
-                positions.append(index)
-            except InvalidLeads as exc:
-                rid = record_id(record)
-                results[index] = {
-                    "id": f"{CRM}:{rid}" if rid else None,
-                    "outcome": INVALID,
-                    "errors": [{"field": e.field, "message": e.message} for e in exc.errors],
-                }
-        outcomes = self.intake.ingest(leads, now=clock.now()) if leads else []
-        for index, outcome in zip(positions, outcomes, strict=True):
-            results[index] = outcome.to_json()
-        done = [result for result in results if result is not None]
-        for index, result in enumerate(done):
-            _count(result, index)
-        return done
+        return ingest_records(self.services, self.intake, self.source, records)
+
+
+def ingest_records(
+    services: Any, intake: Intake, source: CrmSource, records: list[Any]
+) -> list[dict[str, Any]]:
+    """Map CRM records to leads and ingest the valid ones in one go (a webhook's body, a
+    poll's page); one result per record, in order, an invalid record reported as such."""
+    owner_email = _owner_lookup(services)
+    results: list[dict[str, Any] | None] = [None] * len(records)
+    leads: list[LeadIn] = []
+    positions: list[int] = []
+    for index, record in enumerate(records):
+        try:
+            leads.append(to_lead(record, source, owner_email=owner_email))
+            positions.append(index)
+        except InvalidLeads as exc:
+            rid = record_id(record)
+            results[index] = {
+                "id": f"{CRM}:{rid}" if rid else None,
+                "outcome": INVALID,
+                "errors": [{"field": e.field, "message": e.message} for e in exc.errors],
+            }
+    outcomes = intake.ingest(leads, now=clock.now()) if leads else []
+    for index, outcome in zip(positions, outcomes, strict=True):
+        results[index] = outcome.to_json()
+    done = [result for result in results if result is not None]
+    for index, result in enumerate(done):
+        _count(result, index)
+    return done
 
 
 def _count(result: dict[str, Any], index: int) -> None:
@@ -265,12 +264,7 @@ def _count(result: dict[str, Any], index: int) -> None:
         fields = ", ".join(error["field"] or "record" for error in result["errors"])
         lead_event(result["id"] or f"{CRM} record #{index}", "invalid", f"from HubSpot: {fields}")
         return
-    metrics.LEADS.labels(outcome).inc()
-    detail = f"from HubSpot: {outcome}, score {result['score']}"
-    if result.get("owner"):
-        detail += f", handed off to {result['owner']}"
-        metrics.HANDOFFS.inc()
-    lead_event(result["id"], "received", detail, outcome=outcome, owner=result.get("owner"))
+    report_received(result, via="from HubSpot: ")
 
 
 def _json_problem(exc: BaseException) -> str:

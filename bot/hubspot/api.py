@@ -274,6 +274,8 @@ class Owners:
             try:
                 emails = self.client.owners()
             except HubSpotError:
+                if seen is None:  # no list at all: the caller must not route without one
+                    raise
                 logger.exception("cannot refresh the HubSpot owners; keeping the last list")
                 self._fetched_at = now  # try again after miss_every, not on every lookup
                 return
