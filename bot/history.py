@@ -14,7 +14,16 @@ from typing import Any
 from sqlalchemy import select
 
 from store.db import Database
-from store.models import Audit, Handoff, Lead, Outbox, SlaTimer, TimerStatus, Verdict
+from store.models import (
+    Audit,
+    Handoff,
+    Lead,
+    Outbox,
+    OutboxStatus,
+    SlaTimer,
+    TimerStatus,
+    Verdict,
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -80,9 +89,13 @@ def lead_story(db: Database, external_id: str) -> tuple[Lead, list[Event]] | Non
             )
         for item in session.scalars(select(Outbox).where(Outbox.handoff_id.in_(handoff_ids))):
             when = item.sent_at or item.created_at
-            state = item.status + (f" after {item.attempts} attempt(s)" if item.attempts else "")
-            error = f"; last error: {item.last_error}" if item.last_error else ""
-            events.append(Event(when, 3, item.kind.replace("_", " "), f"{state}{error}"))
+            tries = f" after {item.attempts} attempt(s)" if item.attempts else ""
+            if item.status == OutboxStatus.FAILED:  # given up on: say so, and why
+                detail = f"NOT DELIVERED{tries}: {item.last_error or 'no reason recorded'}"
+            else:
+                error = f"; last error: {item.last_error}" if item.last_error else ""
+                detail = f"{item.status}{tries}{error}"
+            events.append(Event(when, 3, item.kind.replace("_", " "), detail))
     return lead, sorted(events)
 
 
