@@ -19,17 +19,18 @@ gets through, the kind flows again and what queued meanwhile goes out at once.
 
 Rows are leased to one worker by a conditional UPDATE, so several processes
 can share a database. The background loop keeps up to `batch` rows claimed on a
-pool of sender threads and records each outcome as soon as it is back (with
-whatever else came back meanwhile), in the transaction that claims more. At most
-`window` sends are between their start and their recorded outcome (`_Window`): a
-crash (SIGKILL, power loss) can repeat at most that many messages, as the lease
-runs out and the row is sent again (Slack has no idempotency key for
-chat.postMessage). While a send lasts its lease is renewed, and an outcome not
-recorded yet (the database down) holds its place in the window, so no worker,
-this one included, takes a row that is being sent. A transaction that queues a
-new handoff's card can lease it to the worker itself (`claim_now`) and start it
-the moment it commits (`send_now`): the DM does not wait for the loop to wake
-and claim it in a transaction of its own.
+pool of sender threads and records outcomes as soon as they are back, in the
+transaction that claims more. At most `window` sends are between their start and
+their recorded outcome (`_Window`); an outcome that cannot be recorded (the
+database down) keeps its place, so sending stops rather than the unrecorded pile
+growing. That bounds what at-least-once costs: a crash (SIGKILL, power loss)
+repeats at most `window` messages, as their leases run out and the rows are sent
+again (Slack has no idempotency key for chat.postMessage). While a send lasts its
+lease is renewed, only if it is still this worker's; a row whose lease ran out
+before its send could start (the database stalled) is left to whoever took it.
+A transaction that queues a new handoff's card can lease it to the worker itself
+(`claim_now`) and start it the moment it commits (`send_now`): the DM does not
+wait for the loop to wake and claim it in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ CHANNEL_INTERVAL = timedelta(seconds=1)
 # what a crash can repeat (README, Operations).
 THREADS = 4
 WINDOW = THREADS
+# How long a send's outcome may wait for the window's others, to be recorded with
+# them (seconds): a few milliseconds, against a transaction each.
+RECORD_DELAY = 0.005
 
 # Slack errors about Slack, not about the message: it may work in a minute.
 SLACK_UNAVAILABLE = frozenset(
@@ -332,6 +336,11 @@ class _Window:
             self._open += 1
             return True
 
+    def all_back(self, back: int) -> bool:
+        """Whether `back` outcomes are every send in the window (none still going)."""
+        with self._changed:
+            return back >= self._open
+
     def leave(self, count: int) -> None:
         if count:
             with self._changed:
@@ -366,7 +375,8 @@ class Outcome:
 
 
 def record(session: Session, outcomes: list[Outcome]) -> None:
-    """Write outcomes (and the senders' on_sent changes) in the caller's transaction."""
+    """Write outcomes (and the senders' on_sent changes) in the caller's transaction;
+    an `expired` one is not this worker's to write."""
     by_status: dict[str, list[Outcome]] = {}
     for done in outcomes:
         by_status.setdefault(done.status, []).append(done)
@@ -405,12 +415,12 @@ class Delivery:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         # The only state other threads touch, under _lock: outcomes back from the pool
-        # and not recorded yet, and rows send_now started that the loop has not seen.
+        # and not recorded yet, rows send_now started that the loop has not seen, and
+        # when each lease held ends (as taken or renewed; _LOST once it is not ours): a
+        # send does not start on a row whose lease is nearly out.
         self._lock = threading.Lock()
         self._finished: list[Outcome] = []
         self._started: list[int] = []
-        # When each leased row's lease ends, as last taken or renewed: a send does not
-        # start on a row whose lease is nearly out (another worker may have it).
         self._lease_ends: dict[int, datetime] = {}
         # Rows the loop claimed and has not recorded yet -> when their lease was last
         # taken (time.monotonic()); read and written by the loop thread only.
@@ -616,8 +626,9 @@ class Delivery:
 
     def _wait_time(self) -> float:
         with self._lock:
-            if self._finished:  # outcomes to record: now
-                return 0.0
+            first_done = self._finished[0].done_at if self._finished else None
+        if first_done is not None:  # outcomes to record, with the rest of the window's
+            return max(0.0, RECORD_DELAY - (time.monotonic() - first_done))
         # With half the batch out, a send coming back wakes the loop.
         wait = 1.0 if len(self._held) >= self.batch // 2 else self._idle_wait()
         return max(0.0, min(wait, self._next_renewal_in()))
@@ -626,8 +637,9 @@ class Delivery:
         """Record what came back and claim for the free places in flight, in one
         transaction; returns how many rows were claimed.
 
-        Outcomes are recorded as soon as they are back: each holds a place in the
-        window until then. Rows are claimed once half the places in flight are free.
+        Outcomes are recorded as soon as every send in the window is back, or
+        RECORD_DELAY after the first: each holds its place in the window until then.
+        Rows are claimed once half the places in flight are free.
         The same transaction renews the lease of a send still going after half a
         lease (a Retry-After slept in the client, a slow network), so no worker
         takes it.
@@ -638,7 +650,8 @@ class Delivery:
         limit = room if room >= self.batch // 2 else 0
         sending = self._held.keys() - {outcome.id for outcome in outcomes}
         renew = self._leases_to_renew(sending)
-        if not (limit or renew or outcomes):
+        if not (limit or renew or self._record_now(outcomes)):
+            self._put_back(outcomes)
             return 0
         outcomes = self._drop_lost(outcomes)
         try:
@@ -671,6 +684,15 @@ class Delivery:
             future = self._pool.submit(self._send_in_window, item)
             future.add_done_callback(lambda f, item=item: self._finish(f, item))
         return len(items)
+
+    def _record_now(self, outcomes: list[Outcome]) -> bool:
+        """Record when every send in the window is back (none can start until then),
+        else RECORD_DELAY after the first came back: one transaction for several."""
+        if not outcomes:
+            return False
+        if self._window.all_back(sum(outcome.in_window for outcome in outcomes)):
+            return True
+        return time.monotonic() - outcomes[0].done_at >= RECORD_DELAY
 
     def _leases_to_renew(self, sending: set[int]) -> dict[int, datetime]:
         """The leases held for half a lease or more: id -> when the one held ends."""

@@ -23,7 +23,7 @@ from freezegun import freeze_time
 from sqlalchemy import select, text
 
 from bot import clock
-from bot.delivery import LEASE, PROBE_EVERY, WINDOW
+from bot.delivery import LEASE, MAX_ATTEMPTS, PROBE_EVERY, WINDOW
 from bot.history import lead_story, render_story
 from store import outbox
 from store.db import Database
@@ -36,6 +36,7 @@ from tests.conftest import (
     intake_headers,
     lead,
 )
+from tests.test_writeback import WEBHOOK_SECRET, WEBHOOK_URL, Upstream, accept, outbox_rows, start
 
 POST = "chat.postMessage"
 # A Saturday in Sydney: hours pass without business time, so no SLA reminder joins
@@ -126,6 +127,30 @@ def test_an_outage_of_hours_ends_with_every_card_delivered_once(
     assert story is not None
     line = next(x for x in render_story(*story).splitlines() if "NOT DELIVERED" in x)
     assert "user_disabled" in line and "deactivated" in line
+
+
+def test_a_webhook_down_for_hours_gets_the_decision_once_it_is_back(
+    app_factory, db, fake_slack
+) -> None:
+    """The CRM's side fails the same way: a 5xx for longer than any attempt budget
+    keeps the decision queued, and it goes once the webhook answers again."""
+    down = [httpx.Response(503) for _ in range(MAX_ATTEMPTS + 3)]
+    upstream = Upstream(*down)
+    app = start(
+        app_factory,
+        db,
+        upstream,
+        handoff_webhook_url=WEBHOOK_URL,
+        handoff_webhook_secret=WEBHOOK_SECRET,
+    )
+    accept(app, db)
+    with freeze_time(clock.now()) as frozen:
+        for _ in range(len(down) + 1):  # four hours, a try every 15 minutes
+            app.drain()
+            frozen.tick(timedelta(minutes=15))
+    [row] = outbox_rows(db, "webhook")
+    assert (row.status, row.attempts) == (OutboxStatus.SENT, len(down) + 1)
+    assert len(upstream.requests) == len(down) + 1
 
 
 class HandoffProcess:
