@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 
 from bot.decisions import NOTE_LIMIT
-from bot.delivery import Permanent, Retry, Unavailable, sender
+from bot.delivery import sender
+from bot.send_failures import Permanent, Retry, Unavailable
 from bot.services import Services
 from bot.settings import secret
 from bot.signing import intake_signature

@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 
 from bot import clock
 from bot.cli import main
-from bot.delivery import MAX_ATTEMPTS, ChannelPacer, Retry, sender, slack_retry_after
+from bot.delivery import MAX_ATTEMPTS, ChannelPacer, Retry, sender
+from bot.send_failures import slack_retry_after
 from bot.slack import KeepAliveWebClient, make_client
 from store import outbox
 from store.models import Handoff, Outbox, OutboxStatus, SlackUser
