@@ -16,7 +16,10 @@
    and the ratios against the floors;
 2. 1000 leads posted as 10 lists of 100 until every DM is sent (fake at no limit);
 3. the fake answering 429 + Retry-After when a channel gets more than one
-   message a second: 60 leads for 3 reps, time to deliver all and 429 share.
+   message a second: 60 leads for 3 reps, time to deliver all and 429 share;
+4. Slack down (HTTP 503) while 1000 leads for 1000 reps arrive, for OUTAGE
+   seconds: the calls the app makes meanwhile (it holds the queue and probes),
+   then from Slack back to the last DM.
 
 Two processes: the app, started as `handoff run` starts it (waitress + Bolt,
 outbox worker, scheduler) with its own GIL, since Slack and the system sending
@@ -61,6 +64,7 @@ REPS = {"rep1@example.com": "U0REP1", "rep2@example.com": "U0REP2", "rep3@exampl
 LATENCY_LEADS = 200
 TEAM = [f"team{i}@example.com" for i in range(20)]  # reps Handoff knows, for part 1
 PACE = 1.05  # seconds between two leads for the same rep (Slack: ~1 message/s/channel)
+OUTAGE = 30.0  # seconds Slack is down in part 4
 POST = "chat.postMessage"
 
 
@@ -241,6 +245,32 @@ def rate_limited(tmp: Path, fake: FakeSlack) -> None:
     )
 
 
+def outage(tmp: Path, fake: FakeSlack) -> None:
+    """1000 leads (10 lists of 100, one rep each) while Slack answers 503, then Slack back."""
+    app = App(tmp, fake, "outage")
+    ok_before = len(fake.successful(POST))
+    fake.set_outage(True)
+    calls_before = len(fake.calls)
+    begin = time.perf_counter()
+    for batch in range(10):
+        leads = [
+            lead(f"out-{batch}-{i}", owner=f"tp{batch * 100 + i}@example.com") for i in range(100)
+        ]
+        app.post_leads(leads)
+    time.sleep(max(0.0, OUTAGE - (time.perf_counter() - begin)))  # the outage lasts
+    calls = len(fake.calls) - calls_before
+    fake.set_outage(False)
+    back = time.perf_counter()
+    fake.wait_for(POST, count=ok_before + 1000, timeout=120)
+    last = fake.successful(POST)[-1].at_perf
+    app.stop()
+    print(
+        f"1000 leads during a {OUTAGE:.0f} s Slack outage: {calls} Slack calls meanwhile; "
+        f"all 1000 DMs out {last - back:.1f} s after Slack was back "
+        f"[probe at least every 10 s, then the throughput of part 2]"
+    )
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp_name, FakeSlack() as fake:
@@ -257,6 +287,7 @@ def main() -> None:
         latency(tmp, fake, floor, stock_floor)
         throughput(tmp, fake)
         rate_limited(tmp, fake)
+        outage(tmp, fake)
 
 
 if __name__ == "__main__":

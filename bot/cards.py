@@ -18,10 +18,11 @@ from bot import clock
 from bot.blocks.card import CardLine, CardModel, build_card, fallback_text
 from bot.blocks.common import Mrkdwn, message_text
 from bot.definition import Definition
-from bot.delivery import Permanent, Retry, sender, slack_retry_after
+from bot.delivery import sender
 from bot.handoffs import CARD
 from bot.leads import lead_from_stored
 from bot.routing import route
+from bot.send_failures import Permanent, Retry, slack_retry_after
 from bot.services import Services
 from bot.slack import SlackPerson
 from store import audit

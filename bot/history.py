@@ -16,7 +16,16 @@ from sqlalchemy import select
 from bot.definition import Definition
 from bot.explain import stored_verdict_lines
 from store.db import Database
-from store.models import Audit, Handoff, Lead, Outbox, SlaTimer, TimerStatus, Verdict
+from store.models import (
+    Audit,
+    Handoff,
+    Lead,
+    Outbox,
+    OutboxStatus,
+    SlaTimer,
+    TimerStatus,
+    Verdict,
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -98,9 +107,13 @@ def lead_story(
             )
         for item in session.scalars(select(Outbox).where(Outbox.handoff_id.in_(handoff_ids))):
             when = item.sent_at or item.created_at
-            state = item.status + (f" after {item.attempts} attempt(s)" if item.attempts else "")
-            error = f"; last error: {item.last_error}" if item.last_error else ""
-            events.append(Event(when, 3, item.kind.replace("_", " "), f"{state}{error}"))
+            tries = f" after {item.attempts} attempt(s)" if item.attempts else ""
+            if item.status == OutboxStatus.FAILED:  # given up on: say so, and why
+                detail = f"NOT DELIVERED{tries}: {item.last_error or 'no reason recorded'}"
+            else:
+                error = f"; last error: {item.last_error}" if item.last_error else ""
+                detail = f"{item.status}{tries}{error}"
+            events.append(Event(when, 3, item.kind.replace("_", " "), detail))
     return lead, sorted(events)
 
 

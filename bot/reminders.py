@@ -18,8 +18,9 @@ from bot import clock, metrics
 from bot.blocks.common import as_mrkdwn, local_time, mention
 from bot.blocks.sla import escalation_blocks, escalation_text, nudge_blocks, nudge_text
 from bot.cards import post_to_user
-from bot.delivery import Permanent, Retry, sender
+from bot.delivery import sender
 from bot.logs import lead_event
+from bot.send_failures import Permanent, Retry
 from bot.services import Services
 from store import outbox, timers
 from store.models import Handoff, HandoffStatus, Lead, Outbox, SlaTimer

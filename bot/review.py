@@ -24,8 +24,9 @@ from bot import clock
 from bot.blocks.review import review_blocks, review_text
 from bot.cards import post_to_user
 from bot.definition import Definition
-from bot.delivery import Permanent, sender
+from bot.delivery import sender
 from bot.digest import Window, build_digest
+from bot.send_failures import Permanent
 from bot.services import Services
 from store import outbox
 from store.db import Database

@@ -18,8 +18,9 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from bot.decisions import NOTE_LIMIT
-from bot.delivery import Permanent, Retry, sender
+from bot.delivery import sender
 from bot.logs import lead_event
+from bot.send_failures import Permanent, Retry, Unavailable
 from bot.services import Services
 from bot.settings import secret
 from bot.signing import intake_signature
@@ -99,7 +100,7 @@ def _raise_for_retry(response: httpx.Response, what: str) -> None:
         seconds = float(after) if after.replace(".", "", 1).isdigit() else 10.0
         raise Retry(timedelta(seconds=seconds), f"{what} rate limited (429)")
     if response.status_code >= 500:
-        raise RuntimeError(f"{what} answered {response.status_code}")
+        raise Unavailable(f"{what} answered {response.status_code}")
     if response.status_code >= 400:
         raise Permanent(f"{what} refused the request: {response.status_code} {response.text[:200]}")
 

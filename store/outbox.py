@@ -3,6 +3,10 @@
 A row is written in the same transaction as the change that causes it, so a
 crash can lose neither. Workers claim due rows with a lease by a conditional
 UPDATE, so two processes sharing a database never work on the same row.
+
+`attempts` counts real sends: a claim adds one (the send may reach the outside
+world before a crash), and a claim that ends without sending (`mark_later`,
+`release`) takes it back.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from store.models import Outbox, OutboxStatus
+from store.models import Handoff, Lead, Outbox, OutboxStatus
 
 _outbox = Outbox.__table__  # type: ignore[attr-defined]
 
@@ -85,6 +89,7 @@ _DUE = and_(
     _outbox.c.status == OutboxStatus.PENDING, _outbox.c.next_attempt_at <= _NOW, _NOT_LEASED
 )
 _OF_KINDS = _outbox.c.kind.in_(bindparam("kinds", expanding=True))
+_NOT_OF_KINDS = _outbox.c.kind.not_in(bindparam("skip_kinds", expanding=True))
 
 
 def _lease(*conditions: Any) -> Any:
@@ -101,8 +106,14 @@ def _lease(*conditions: Any) -> Any:
     )
 
 
-def _claim_statement(dialect: str, with_kinds: bool) -> Any:
-    due = and_(_DUE, _OF_KINDS) if with_kinds else _DUE
+def _due(with_kinds: bool, skip_kinds: bool) -> Any:
+    return and_(
+        _DUE, *([_OF_KINDS] if with_kinds else []), *([_NOT_OF_KINDS] if skip_kinds else [])
+    )
+
+
+def _claim_statement(dialect: str, with_kinds: bool, skip_kinds: bool) -> Any:
+    due = _due(with_kinds, skip_kinds)
     candidates = (
         select(_outbox.c.id)
         .where(due)
@@ -115,9 +126,10 @@ def _claim_statement(dialect: str, with_kinds: bool) -> Any:
 
 
 _CLAIM = {
-    (dialect, with_kinds): _claim_statement(dialect, with_kinds)
+    (dialect, with_kinds, skip_kinds): _claim_statement(dialect, with_kinds, skip_kinds)
     for dialect in ("sqlite", "postgresql")
     for with_kinds in (False, True)
+    for skip_kinds in (False, True)
 }
 
 
@@ -128,18 +140,22 @@ def claim_due(
     lease: timedelta,
     limit: int,
     kinds: tuple[str, ...] | None = None,
+    skip_kinds: tuple[str, ...] = (),
 ) -> list[Outbox]:
-    """Lease up to `limit` due rows to the caller (commit right after).
+    """Lease up to `limit` due rows (of `kinds`, not of `skip_kinds`) to the caller
+    (commit right after).
 
     One UPDATE ... WHERE id IN (due ids) RETURNING. The due condition is repeated
     on the UPDATE, so a row another worker leased in between is not taken twice;
     on PostgreSQL the inner SELECT skips rows locked by a concurrent claim instead
     of queueing behind it.
     """
-    statement = _CLAIM[(session.get_bind().dialect.name, bool(kinds))]
+    statement = _CLAIM[(session.get_bind().dialect.name, bool(kinds), bool(skip_kinds))]
     params: dict[str, Any] = {"now": now, "lease_until": now + lease, "limit": limit}
     if kinds:
         params["kinds"] = list(kinds)
+    if skip_kinds:
+        params["skip_kinds"] = list(skip_kinds)
     claimed = session.scalars(statement, params)
     return sorted(claimed, key=lambda item: (item.next_attempt_at, item.id))
 
@@ -183,6 +199,8 @@ _MARK_RETRY = (
         last_error=bindparam("b_error"),
     )
 )
+# Retry(after): the claim sent nothing, so it was no attempt.
+_MARK_LATER = _MARK_RETRY.values(attempts=_outbox.c.attempts - 1)
 _MARK_FAILED = (
     update(_outbox)
     .where(_BY_ID)
@@ -192,17 +210,24 @@ _RELEASE = update(_outbox).where(_BY_ID).values(lease_until=None, attempts=_outb
 _RENEW = (
     update(_outbox)
     .where(
-        _outbox.c.id.in_(bindparam("ids", expanding=True)),
+        _BY_ID,
         _outbox.c.status == OutboxStatus.PENDING,
+        # Still the lease the caller took: once it ran out, another worker may hold it.
+        _outbox.c.lease_until == bindparam("b_ours", type_=_outbox.c.lease_until.type),
     )
-    .values(lease_until=bindparam("until", type_=_outbox.c.lease_until.type))
+    .values(lease_until=bindparam("b_until", type_=_outbox.c.lease_until.type))
 )
-_NEXT_DUE = (
-    select(_outbox.c.next_attempt_at)
-    .where(_outbox.c.status == OutboxStatus.PENDING, _NOT_LEASED)
+_NEXT_DUE = {
+    skip_kinds: select(_outbox.c.next_attempt_at)
+    .where(
+        _outbox.c.status == OutboxStatus.PENDING,
+        _NOT_LEASED,
+        *([_NOT_OF_KINDS] if skip_kinds else []),
+    )
     .order_by(_outbox.c.next_attempt_at)
     .limit(1)
-)
+    for skip_kinds in (False, True)
+}
 
 
 def mark_sent(session: Session, results: dict[int, dict[str, Any]], *, now: datetime) -> None:
@@ -215,11 +240,20 @@ def mark_sent(session: Session, results: dict[int, dict[str, Any]], *, now: date
 
 
 def mark_retry(session: Session, retries: list[tuple[int, datetime, str]]) -> None:
-    """Give rows back for another attempt at a time: (id, at, why) each."""
-    if retries:
+    """Give rows whose send failed back for another attempt at a time: (id, at, why) each."""
+    _retry(session, _MARK_RETRY, retries)
+
+
+def mark_later(session: Session, waits: list[tuple[int, datetime, str]]) -> None:
+    """Give rows back that sent nothing (paced, rate limited, held): (id, at, why) each;
+    their claim is not counted as an attempt."""
+    _retry(session, _MARK_LATER, waits)
+
+
+def _retry(session: Session, statement: Any, rows: list[tuple[int, datetime, str]]) -> None:
+    if rows:
         session.execute(
-            _MARK_RETRY,
-            [{"b_id": i, "b_at": at, "b_error": error[:2000]} for i, at, error in retries],
+            statement, [{"b_id": i, "b_at": at, "b_error": error[:2000]} for i, at, error in rows]
         )
 
 
@@ -237,15 +271,27 @@ def release(session: Session, item_ids: list[int]) -> None:
         session.execute(_RELEASE, [{"b_id": i} for i in item_ids])
 
 
-def renew_leases(session: Session, item_ids: list[int], *, until: datetime) -> None:
-    """Extend the lease on rows the caller is still working on."""
-    if item_ids:
-        session.execute(_RENEW, {"ids": item_ids, "until": until})
+def renew_leases(session: Session, leases: dict[int, datetime], *, until: datetime) -> set[int]:
+    """Extend the caller's leases (id -> when the lease it holds ends) to `until`;
+    returns the rows renewed. A row missing from the answer is no longer the caller's:
+    sent meanwhile, or its lease ran out and another worker may have taken it.
+    One UPDATE a row: renewing is rare (a send outlasting half a lease)."""
+    renewed = set()
+    for item_id, ours in leases.items():
+        params = {"b_id": item_id, "b_ours": ours, "b_until": until}
+        if session.execute(_RENEW, params).rowcount == 1:
+            renewed.add(item_id)
+    return renewed
 
 
-def next_due_at(session: Session, *, now: datetime) -> datetime | None:
-    """When the earliest pending row not leased right now falls due."""
-    return session.scalars(_NEXT_DUE, {"now": now}).first()
+def next_due_at(
+    session: Session, *, now: datetime, skip_kinds: tuple[str, ...] = ()
+) -> datetime | None:
+    """When the earliest pending row not leased right now (nor of `skip_kinds`) falls due."""
+    params: dict[str, Any] = {"now": now}
+    if skip_kinds:
+        params["skip_kinds"] = list(skip_kinds)
+    return session.scalars(_NEXT_DUE[bool(skip_kinds)], params).first()
 
 
 def pending_count(session: Session) -> int:
@@ -282,3 +328,13 @@ def stats(session: Session) -> OutboxStats:
     """How deep the outbox is, how old its oldest waiting row, how many failed for good."""
     pending, failed, oldest = session.execute(_STATS).one()
     return OutboxStats(int(pending or 0), int(failed or 0), oldest)
+
+
+def lead_of(session: Session, item_id: int) -> str | None:
+    """The external id of the lead a row is about (None for a digest and the like)."""
+    return session.scalar(
+        select(Lead.external_id)
+        .join(Handoff, Handoff.lead_id == Lead.id)
+        .join(Outbox, Outbox.handoff_id == Handoff.id)
+        .where(Outbox.id == item_id)
+    )

@@ -2,8 +2,9 @@
 
 It answers the methods Handoff calls the way Slack does (JSON bodies, `ok`,
 `error`, HTTP 429 with Retry-After), records every call, and can be told to
-fail: the next N calls of a method, a full outage, or a per-channel rate limit
-like chat.postMessage's one message a second.
+fail: the next N calls of a method, a full outage, a per-channel rate limit
+like chat.postMessage's one message a second, or a channel that refuses posts
+(a user who left); and it can be slow (a delay per call of a method).
 
     with FakeSlack() as fake:
         client = WebClient(token="xoxb-test", base_url=fake.url)
@@ -105,7 +106,9 @@ class FakeSlack:
         self._calls_by_method: defaultdict[str, list[Call]] = defaultdict(list)
         self._ok_by_method: defaultdict[str, list[Call]] = defaultdict(list)
         self._failures: dict[str, list[_Failure]] = {}
-        self._down = False
+        self._down: tuple[int, str] | None = None
+        self._refused: dict[str, str] = {}
+        self._delays: dict[str, float] = {}
         self._auth_error: str | None = None
         self._scopes: tuple[str, ...] | None = MANIFEST_SCOPES
         self._per_second: float | None = None
@@ -219,10 +222,23 @@ class FakeSlack:
             self._auth_error = error
             self._scopes = None if scopes is None else tuple(scopes)
 
-    def set_outage(self, down: bool) -> None:
-        """While down, every method answers HTTP 503 service_unavailable."""
+    def set_outage(
+        self, down: bool, *, status: int = 503, error: str = "service_unavailable"
+    ) -> None:
+        """While down, every method answers HTTP `status` with `error`."""
         with self._lock:
-            self._down = down
+            self._down = (status, error) if down else None
+
+    def refuse_posts(self, channel: str, error: str) -> None:
+        """Answer every chat.postMessage to `channel` (a user id: their DM) 200 with `error`,
+        as Slack does for a message it will never deliver."""
+        with self._lock:
+            self._refused[self._dm_channel(channel)] = error
+
+    def set_delay(self, method: str, seconds: float) -> None:
+        """Wait `seconds` before answering each call of `method` (calls still overlap)."""
+        with self._lock:
+            self._delays[method] = seconds
 
     def rate_limit_per_channel(self, per_second: float | None, retry_after: int = 1) -> None:
         """Answer chat.postMessage 429 when its channel got a message under 1/per_second ago."""
@@ -280,6 +296,10 @@ class FakeSlack:
             self._reply(request, 200, b"OK", "text/plain")
             return
         method = url.path.removeprefix("/api/")
+        with self._lock:
+            delay = self._delays.get(method)
+        if delay:
+            time.sleep(delay)  # outside the lock: a slow Slack still serves calls in parallel
         try:
             args = self._args(headers, body, url.query)
         except ValueError:
@@ -337,8 +357,9 @@ class FakeSlack:
 
     def _answer(self, method: str, args: dict[str, Any], headers: dict[str, str]) -> Answer:
         """Status, JSON and extra headers for one call; runs under the lock."""
-        if self._down:
-            return 503, {"ok": False, "error": "service_unavailable"}, {}
+        if self._down is not None:
+            status, error = self._down
+            return status, {"ok": False, "error": error}, {}
         if self.token and headers.get("authorization") != f"Bearer {self.token}":
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         failure = self._take_failure(method)
@@ -355,6 +376,9 @@ class FakeSlack:
         if duplicate is not None:
             message = f"[ERROR] duplicate block_id '{duplicate}'"
             return 200, {"ok": False, "error": "invalid_blocks", "errors": [message]}, {}
+        refused = self._refused.get(self._dm_channel(args.get("channel")))
+        if method == "chat.postMessage" and refused:
+            return 200, {"ok": False, "error": refused}, {}
         if method == "chat.postMessage" and self._per_second:
             return self._rate_limited_post(args)
         return 200, handler(args), {}

@@ -4,6 +4,7 @@ on one SQLite file, the kept-alive Slack client and the directory cache."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -11,16 +12,19 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from freezegun import freeze_time
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
 from bot import clock
-from bot.delivery import ChannelPacer, Retry, sender, slack_retry_after
+from bot.cli import main
+from bot.delivery import MAX_ATTEMPTS, ChannelPacer, Retry, sender
+from bot.send_failures import slack_retry_after
 from bot.slack import KeepAliveWebClient, make_client
 from store import outbox
 from store.models import Handoff, Outbox, OutboxStatus, SlackUser
-from tests.conftest import BOT_TOKEN, lead, run_together
+from tests.conftest import BOT_TOKEN, DATA, lead, run_together
 
 POST = "chat.postMessage"
 
@@ -55,6 +59,9 @@ def test_posts_to_one_rep_are_paced_from_slacks_answer(app_factory, db, fake_sla
     gaps = [later.at_perf - earlier.at_perf for earlier, later in pairwise(posts)]
     assert all(gap >= 1.0 for gap in gaps)
     assert all(gap < 1.5 for gap in gaps)  # and not much later than the pace allows
+    wait_until(lambda: outbox_statuses(db) == [OutboxStatus.SENT] * 3)
+    with db.session() as session:  # waiting for the pace was no attempt
+        assert list(session.scalars(select(Outbox.attempts))) == [1, 1, 1]
 
 
 def test_many_leads_each_dm_once_and_recorded_with_the_handoff(app_factory, db, fake_slack) -> None:
@@ -294,3 +301,53 @@ def test_pacer_holds_a_channel_while_posting_and_for_the_interval_after() -> Non
     with pytest.raises(Retry) as retry, pacer.slot("U2"):
         pass
     assert retry.value.after > timedelta(seconds=29)
+
+
+@pytest.mark.parametrize(
+    "error",
+    ["fatal_error", "internal_error", "request_timeout", "service_unavailable", "invalid_auth"],
+)
+def test_slack_failing_for_a_while_never_costs_a_card(app, db, fake_slack, error) -> None:
+    """Errors about Slack (or the app's token), not the message: the card waits for
+    them to pass, past any attempt budget, and goes out once."""
+    app.post_leads(lead("crm-1"))
+    fake_slack.fail_next(POST, status=200, error=error, times=MAX_ATTEMPTS + 2)
+    with freeze_time(clock.now()) as frozen:
+        for _ in range(MAX_ATTEMPTS + 3):
+            app.drain()
+            frozen.tick(timedelta(minutes=15))
+    assert [call.response.get("error") for call in fake_slack.calls_to(POST)] == [error] * (
+        MAX_ATTEMPTS + 2
+    ) + [None]
+    with db.session() as session:
+        row = session.scalars(select(Outbox)).one()
+    assert (row.status, row.attempts) == (OutboxStatus.SENT, MAX_ATTEMPTS + 3)
+
+
+def test_a_card_slack_refuses_for_good_fails_at_once_visibly(
+    app, db, fake_slack, caplog, monkeypatch
+) -> None:
+    """A rep whose account is gone: one attempt, one ERROR line naming the lead, a
+    failed row that is counted and that `handoff lead` explains; the other rep's
+    card is not held up."""
+    fake_slack.refuse_posts("U0REP1", "account_inactive")
+    app.post_leads(
+        [lead("crm-1", owner="rep1@example.com"), lead("crm-2", owner="rep2@example.com")]
+    )
+    app.drain()
+    app.drain()
+    assert [call.args["channel"] for call in fake_slack.successful(POST)] == ["U0REP2"]
+    assert len(fake_slack.calls_to(POST)) == 2  # the refused card was tried once
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "crm-1" in errors[0] and "account_inactive" in errors[0]
+    with db.session() as session:
+        assert outbox.stats(session).failed == 1
+    monkeypatch.setenv("DATABASE_URL", db.url)
+    monkeypatch.setenv("HANDOFF_DEFINITION", str(DATA / "definition.yml"))
+    story = CliRunner().invoke(main, ["lead", "crm-1"], catch_exceptions=False)
+    assert story.exit_code == 0
+    assert (
+        "NOT DELIVERED after 1 attempt(s): Slack refused it (account_inactive): "
+        "the account is deactivated"
+    ) in story.output

@@ -83,7 +83,7 @@ def test_webhook_is_signed_and_retried_after_500_and_429(app_factory, db, fake_s
     assert (row.status, row.attempts, row.last_error) == (
         "pending",
         1,
-        "RuntimeError: the webhook answered 500",
+        "the webhook answered 500",
     )
     drain_later(app, 1)
     [row] = outbox_rows(db, "webhook")
@@ -91,7 +91,7 @@ def test_webhook_is_signed_and_retried_after_500_and_429(app_factory, db, fake_s
     assert row.next_attempt_at - clock.now() > timedelta(seconds=80)  # 1 min + Retry-After 30 s
     drain_later(app, 2)
     [row] = outbox_rows(db, "webhook")
-    assert (row.status, row.attempts) == ("sent", 3)
+    assert (row.status, row.attempts) == ("sent", 2)  # the 429 was no attempt
 
     first, _, last = upstream.requests
     assert (last.method, str(last.url)) == ("POST", WEBHOOK_URL)
