@@ -14,13 +14,14 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import bindparam, func, select, update
 from sqlmodel import Session
 
-from bot import clock
+from bot import clock, metrics
 from bot.blocks.card import CardLine, CardModel, build_card, fallback_text
 from bot.blocks.common import Mrkdwn, message_text
 from bot.definition import Definition
 from bot.delivery import sender
 from bot.handoffs import CARD
 from bot.leads import lead_from_stored
+from bot.logs import lead_event
 from bot.routing import route
 from bot.send_failures import Permanent, Retry, slack_retry_after
 from bot.services import Services
@@ -254,6 +255,9 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
     result = post_to_user(
         services, person.user_id, text=fallback_text(model), blocks=build_card(model)
     )
+    # From the moment the handoff was made (the lead's arrival) to the card in Slack.
+    metrics.LEAD_TO_DM.observe(max(0.0, (clock.now() - handoff.assigned_at).total_seconds()))
+    lead_event(lead.external_id, "delivered", f"card to {email}")
     return {**result, "owner": email, "user_id": person.user_id}
 
 

@@ -295,6 +295,8 @@ def test_json_log_one_line_per_lead_event_and_no_library_chatter(
     outcomes = {r["lead_id"]: r["outcome"] for r in received}
     assert outcomes == {ids[0]: "handed_off", ids[1]: "handed_off", ids[2]: "nurture"}
     assert all(r["message"].startswith(f"lead {r['lead_id']} received: ") for r in received)
+    delivered = [r["lead_id"] for r in records if r.get("event") == "delivered"]
+    assert sorted(delivered) == ids[:2]  # one line per card, the nurture lead has none
     decided = [(r["lead_id"], r["decision"]) for r in records if r.get("event") == "decided"]
     assert decided == [(accepted, "accepted")]
     chatter = [
@@ -436,6 +438,11 @@ def test_metrics_move_by_exactly_what_the_test_did(app, db, fake_slack) -> None:
     rate_limited = moved(before, after, "handoff_slack_rate_limited_total", "method")
     assert rate_limited == {"chat.postMessage": 1}
     assert len(fake_slack.successful("chat.postMessage")) == 2  # the two cards
+    assert (
+        value(after, "handoff_lead_to_dm_seconds_count")
+        - value(before, "handoff_lead_to_dm_seconds_count")
+        == 2
+    )
     assert value(after, "handoff_outbox_pending") == 0
     assert value(after, "handoff_outbox_oldest_seconds") == 0
     assert value(after, "handoff_outbox_failed") == 0
