@@ -72,12 +72,13 @@ PROBE_EVERY = timedelta(seconds=10)
 # Slack allows about one message a second per channel.
 CHANNEL_INTERVAL = timedelta(seconds=1)
 # Sender threads, and sends at most between their start and their recorded outcome:
-# what a crash can repeat (README, Operations).
+# what a crash can repeat (README, Operations). Two more than the threads, so that
+# sending goes on while the last outcomes are being recorded.
 THREADS = 4
-WINDOW = THREADS
-# How long a send's outcome may wait for the window's others, to be recorded with
-# them (seconds): a few milliseconds, against a transaction each.
-RECORD_DELAY = 0.005
+WINDOW = THREADS + 2
+# How long a send's outcome may wait to be recorded with others (seconds), unless
+# nothing else is being sent: one transaction for several.
+RECORD_DELAY = 0.02
 
 Sender = Callable[["Services", Outbox], dict[str, Any]]
 OnSent = Callable[[Session, list[tuple[Outbox, dict[str, Any]]]], None]
@@ -596,7 +597,7 @@ class Delivery:
         return len(items)
 
     def _record_now(self, outcomes: list[Outcome]) -> bool:
-        """Record when every send in the window is back (none can start until then),
+        """Record when every send in the window is back (nothing else is coming),
         else RECORD_DELAY after the first came back: one transaction for several."""
         if not outcomes:
             return False
