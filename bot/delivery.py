@@ -19,15 +19,16 @@ gets through, the kind flows again and what queued meanwhile goes out at once.
 
 Rows are leased to one worker by a conditional UPDATE, so several processes
 can share a database. The background loop keeps up to `batch` rows claimed on a
-pool of sender threads and records outcomes as soon as they are back, in the
-transaction that claims more. At most `window` sends are between their start and
-their recorded outcome (`_Window`); an outcome that cannot be recorded (the
-database down) keeps its place, so sending stops rather than the unrecorded pile
-growing. That bounds what at-least-once costs: a crash (SIGKILL, power loss)
-repeats at most `window` messages, as their leases run out and the rows are sent
-again (Slack has no idempotency key for chat.postMessage). While a send lasts its
-lease is renewed, only if it is still this worker's; a row whose lease ran out
-before its send could start (the database stalled) is left to whoever took it.
+pool of sender threads and records outcomes within RECORD_DELAY of their return
+(at once when nothing else is being sent), in the transaction that claims more.
+At most `window` sends are between their start and their recorded outcome
+(`_Window`); an outcome that cannot be recorded (the database down) keeps its
+place, so sending stops rather than the unrecorded pile growing. That bounds
+what at-least-once costs: a crash (SIGKILL, power loss) repeats at most `window`
+messages, as their leases run out and the rows are sent again (Slack has no
+idempotency key for chat.postMessage). While a send lasts its lease is renewed,
+only if it is still this worker's; a row whose lease ran out before its send
+could start (the database stalled) is left to whoever took it.
 A transaction that queues a new handoff's card can lease it to the worker itself
 (`claim_now`) and start it the moment it commits (`send_now`): the DM does not
 wait for the loop to wake and claim it in a transaction of its own.
