@@ -19,15 +19,16 @@ gets through, the kind flows again and what queued meanwhile goes out at once.
 
 Rows are leased to one worker by a conditional UPDATE, so several processes
 can share a database. The background loop keeps up to `batch` rows claimed on a
-pool of sender threads and records outcomes as soon as they are back, in the
-transaction that claims more. At most `window` sends are between their start and
-their recorded outcome (`_Window`); an outcome that cannot be recorded (the
-database down) keeps its place, so sending stops rather than the unrecorded pile
-growing. That bounds what at-least-once costs: a crash (SIGKILL, power loss)
-repeats at most `window` messages, as their leases run out and the rows are sent
-again (Slack has no idempotency key for chat.postMessage). While a send lasts its
-lease is renewed, only if it is still this worker's; a row whose lease ran out
-before its send could start (the database stalled) is left to whoever took it.
+pool of sender threads and records outcomes within RECORD_DELAY of their return
+(at once when nothing else is being sent), in the transaction that claims more.
+At most `window` sends are between their start and their recorded outcome
+(`_Window`); an outcome that cannot be recorded (the database down) keeps its
+place, so sending stops rather than the unrecorded pile growing. That bounds
+what at-least-once costs: a crash (SIGKILL, power loss) repeats at most `window`
+messages, as their leases run out and the rows are sent again (Slack has no
+idempotency key for chat.postMessage). While a send lasts its lease is renewed,
+only if it is still this worker's; a row whose lease ran out before its send
+could start (the database stalled) is left to whoever took it.
 A transaction that queues a new handoff's card can lease it to the worker itself
 (`claim_now`) and start it the moment it commits (`send_now`): the DM does not
 wait for the loop to wake and claim it in a transaction of its own.
@@ -72,12 +73,13 @@ PROBE_EVERY = timedelta(seconds=10)
 # Slack allows about one message a second per channel.
 CHANNEL_INTERVAL = timedelta(seconds=1)
 # Sender threads, and sends at most between their start and their recorded outcome:
-# what a crash can repeat (README, Operations).
+# what a crash can repeat (README, Operations). Two more than the threads, so that
+# sending goes on while the last outcomes are being recorded.
 THREADS = 4
-WINDOW = THREADS
-# How long a send's outcome may wait for the window's others, to be recorded with
-# them (seconds): a few milliseconds, against a transaction each.
-RECORD_DELAY = 0.005
+WINDOW = THREADS + 2
+# How long a send's outcome may wait to be recorded with others (seconds), unless
+# nothing else is being sent: one transaction for several.
+RECORD_DELAY = 0.02
 
 Sender = Callable[["Services", Outbox], dict[str, Any]]
 OnSent = Callable[[Session, list[tuple[Outbox, dict[str, Any]]]], None]
@@ -596,7 +598,7 @@ class Delivery:
         return len(items)
 
     def _record_now(self, outcomes: list[Outcome]) -> bool:
-        """Record when every send in the window is back (none can start until then),
+        """Record when every send in the window is back (nothing else is coming),
         else RECORD_DELAY after the first came back: one transaction for several."""
         if not outcomes:
             return False

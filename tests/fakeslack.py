@@ -111,6 +111,7 @@ class FakeSlack:
         self._delays: dict[str, float] = {}
         self._auth_error: str | None = None
         self._scopes: tuple[str, ...] | None = MANIFEST_SCOPES
+        self._received: defaultdict[str, int] = defaultdict(int)
         self._per_second: float | None = None
         self._retry_after = 1
         self._last_post: dict[str, float] = {}
@@ -271,6 +272,11 @@ class FakeSlack:
         with self._lock:
             return list(self._ok_by_method[method])
 
+    def in_flight(self, method: str) -> int:
+        """Calls of a method received and not answered yet (see set_delay)."""
+        with self._lock:
+            return self._received[method] - len(self._calls_by_method[method])
+
     def wait_for(self, method: str, *, count: int = 1, timeout: float = 10.0) -> list[Call]:
         """Block until `count` successful calls of `method` were recorded; return them."""
         deadline = time.monotonic() + timeout
@@ -297,6 +303,7 @@ class FakeSlack:
             return
         method = url.path.removeprefix("/api/")
         with self._lock:
+            self._received[method] += 1
             delay = self._delays.get(method)
         if delay:
             time.sleep(delay)  # outside the lock: a slow Slack still serves calls in parallel

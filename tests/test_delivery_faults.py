@@ -23,7 +23,7 @@ from freezegun import freeze_time
 from sqlalchemy import func, select, text
 
 from bot import clock
-from bot.delivery import LEASE, MAX_ATTEMPTS, PROBE_EVERY, WINDOW
+from bot.delivery import LEASE, MAX_ATTEMPTS, PROBE_EVERY, THREADS, WINDOW
 from bot.history import lead_story, render_story
 from store import outbox
 from store.db import Database
@@ -107,10 +107,10 @@ def test_an_outage_of_hours_ends_with_every_card_delivered_once(
         fake_slack.set_outage(True, status=500, error="internal_error")
         assert app.post_leads(leads).status_code == 202
 
-        # The first sends (as many as the window holds) find Slack down; the rest wait.
-        # The clock moves on only with nothing out on a claim (a lease must not run out
-        # in a jump), and each hour the queue's probe fails once more.
-        wait_until(lambda: settled(failed_sends(db), WINDOW), 30, "the first sends to fail")
+        # The first sends (one per sender thread) find Slack down; the rest wait. The
+        # clock moves on only with nothing out on a claim (a lease must not run out in
+        # a jump), and each hour the queue's probe fails once more.
+        wait_until(lambda: settled(failed_sends(db), THREADS), 30, "the first sends to fail")
         for _ in range(3):  # three hours of outage, an hour at a time
             failed, _ = failed_sends(db)
             frozen.tick(timedelta(hours=1))
@@ -256,7 +256,13 @@ def test_sigkill_mid_delivery_loses_nothing_and_repeats_at_most_the_window(
         processes.append(HandoffProcess({**env, "PORT": str(free_port())}, tmp_path / "1.log"))
         assert processes[0].post_leads(leads).status_code == 202
         locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        wait_until(lambda: len(fake_slack.successful(POST)) >= WINDOW, 30, "the first DMs")
+        # Killed once the first DMs are out and none is on its way (a worker without a
+        # window keeps sending: it would only get here with everything sent).
+        wait_until(
+            lambda: len(fake_slack.successful(POST)) >= WINDOW and not fake_slack.in_flight(POST),
+            30,
+            "the first DMs",
+        )
         processes[0].kill()
         locker.execute("ROLLBACK")
 
