@@ -270,6 +270,10 @@ class Directory:
             if exc.response.get("error") != "users_not_found":
                 raise
             return self._learn(email, None, None, None, now)
+        if user.get("deleted"):
+            # A deactivated account is still found, and Slack accepts a DM to it without
+            # an error: nobody would ever read it. Treated as not in Slack (the pool).
+            return self._learn(email, None, None, None, now)
         return self._learn(email, user["id"], user.get("tz"), _display_name(user), now)
 
     def by_user_id(self, user_id: str) -> SlackPerson | None:

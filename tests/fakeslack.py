@@ -184,8 +184,10 @@ class FakeSlack:
         tz: str = "Australia/Sydney",
         name: str | None = None,
         tz_offset: int | None = None,
+        deleted: bool = False,
     ) -> None:
-        """Make a user findable by users.lookupByEmail and users.info."""
+        """Make a user findable by users.lookupByEmail and users.info (a deactivated
+        one too, flagged `deleted`, as Slack does)."""
         name = name or email.split("@")[0]
         with self._lock:
             self._user_by_email[email.lower()] = user_id
@@ -196,6 +198,7 @@ class FakeSlack:
                 "tz": tz,
                 "tz_offset": 39600 if tz_offset is None else tz_offset,
                 "profile": {"email": email, "real_name": name, "display_name": name},
+                "deleted": deleted,
             }
 
     def fail_next(

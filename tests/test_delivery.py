@@ -351,3 +351,17 @@ def test_a_card_slack_refuses_for_good_fails_at_once_visibly(
         "NOT DELIVERED after 1 attempt(s): Slack refused it (account_inactive): "
         "the account is deactivated"
     ) in story.output
+
+
+def test_a_deactivated_rep_gets_no_card_the_pool_does(app, db, fake_slack) -> None:
+    """Slack still finds a deactivated account by email and takes a DM to it without an
+    error; nobody would read it. The card goes to the pool instead, and says so."""
+    fake_slack.add_user("U0GONE", "gone@example.com", deleted=True)
+    app.post_leads(lead("crm-gone", owner="gone@example.com"))
+    app.drain()
+    [card] = fake_slack.successful(POST)
+    assert card.args["channel"] in ("U0REP1", "U0REP2")
+    with db.session() as session:
+        handoff = session.scalars(select(Handoff)).one()
+    assert handoff.owner_user_id == card.args["channel"]
+    assert "gone@example.com not found in Slack" in handoff.routed_by
