@@ -934,8 +934,13 @@ def load_definition(path: str | Path) -> Definition:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DefinitionError([f"{where}not valid YAML ({problem})"]) from None
+        raise DefinitionError([yaml_problem(exc)]) from None
     return parse_definition(data, source=str(path))
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parse error in one line, with where it is: `line 3, column 5: not valid YAML (…)`."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}not valid YAML ({problem})"

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from bot.definition import _did_you_mean, _join, _kind, _Reader
+from bot.definition import _did_you_mean, _join, _kind, _Reader, yaml_problem
 
 DEFAULT_PATH = "sources.yml"
 CRMS = ("hubspot", "salesforce")
@@ -193,10 +193,7 @@ def load_sources(path: str | Path, *, signal_ids: frozenset[str] | None = None) 
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SourcesError([f"{where}not valid YAML ({problem})"]) from None
+        raise SourcesError([yaml_problem(exc)]) from None
     return parse_sources(data, source=str(path), signal_ids=signal_ids)
 
 
