@@ -29,10 +29,10 @@ from bot.services import Services
 from bot.settings import secret
 from bot.signing import unix_seconds, verify_intake
 from bot.slack import KeepAliveWebClient
+from bot.wsgi import MAX_BODY, BodyRefused, Response, read_body
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
 # POST /leads runs on at most this many threads at once, added to the server's own:
 # leads waiting on a busy database can never hold the threads Slack's acks need.
 INTAKE_SLOTS = 8
@@ -40,7 +40,6 @@ INTAKE_SLOTS = 8
 INTAKE_BUSY_SECONDS = 10.0
 
 StartResponse = Callable[..., Any]
-Response = tuple[int, dict[str, Any] | list[Any]]
 
 _STATUS = {
     200: "200 OK",
@@ -141,12 +140,9 @@ class Router:
 
     def post_leads(self, environ: dict[str, Any]) -> Response:
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return 400, {"error": "bad Content-Length"}
-        if length > MAX_BODY:
-            return 413, {"error": f"body over {MAX_BODY} bytes"}
-        body = environ["wsgi.input"].read(length) if length else b""
+            body = read_body(environ)
+        except BodyRefused as refused:
+            return refused.response
         headers = {
             key[5:].replace("_", "-").lower(): value
             for key, value in environ.items()

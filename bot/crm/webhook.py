@@ -27,6 +27,7 @@ from bot.intake import DatabaseBusy, Intake, report_received
 from bot.leads import InvalidLeads, LeadIn
 from bot.logs import lead_event
 from bot.settings import secret
+from bot.wsgi import BodyRefused, Response, read_body
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CRM = "hubspot"
-MAX_BODY = 1024 * 1024
 SIGNATURE_WINDOW_MS = 5 * 60 * 1000
 INVALID = "invalid"
 # HubSpot's v3 rules: these escapes in the URI are decoded before signing; others stay.
@@ -52,8 +52,6 @@ _DECODED = {
     "%2C": ",",
     "%3B": ";",
 }
-
-Response = tuple[int, dict[str, Any]]
 
 
 def signed_uri(uri: str) -> str:
@@ -164,12 +162,9 @@ class HubSpotWebhook:
         if not self.enabled:
             return 404, {"error": "not found"}
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return 400, {"error": "bad Content-Length"}
-        if length > MAX_BODY:
-            return 413, {"error": f"body over {MAX_BODY} bytes"}
-        body = environ["wsgi.input"].read(length) if length else b""
+            body = read_body(environ)
+        except BodyRefused as refused:
+            return refused.response
         problem = self._authenticate(environ, body)
         if problem:
             logger.warning("rejected POST /hubspot/webhook: %s", problem)
