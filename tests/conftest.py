@@ -96,6 +96,15 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def pg(pg_url: str) -> Iterator[Database]:
+    """The store on a fresh PostgreSQL database (skipped without the URL)."""
+    database = Database(pg_url)
+    database.create_schema()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
     with FakeSlack() as fake:
         for email, user_id in REPS.items():

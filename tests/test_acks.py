@@ -8,7 +8,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,6 @@ from sqlalchemy import func, select
 from bot.blocks.card import ACCEPT
 from bot.blocks.modals import REASSIGN_VIEW, REJECT_VIEW
 from bot.server import INTAKE_SLOTS
-from store.db import Database
 from store.models import Audit, Handoff, Lead, Outbox, SlackUser, Verdict
 from tests.conftest import SIGNING_SECRET, intake_headers, lead
 from tests.slackreq import block_actions, sign, slash_command, view_submission
@@ -289,14 +288,6 @@ def test_slash_command_answers_while_another_writer_holds_the_database(app, db, 
         response = slack.post("/slack/events", content=body.encode(), headers=signed(body))
         assert response.status_code == 200
         assert response.text == "Nothing waiting for you."
-
-
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[Database]:
-    database = Database(pg_url)
-    database.create_schema()
-    yield database
-    database.dispose()
 
 
 def test_on_postgresql_a_lead_batch_that_waits_past_its_budget_answers_503(app_factory, pg, pg_url):

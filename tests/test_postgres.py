@@ -3,25 +3,14 @@ sharing one database (runs when HANDOFF_TEST_POSTGRES_URL is set, as CI does).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from freezegun import freeze_time
 from sqlalchemy import func, select
 
 from bot import clock, decisions, digest, reminders
-from store.db import Database
 from store.models import Audit, DigestRun, Handoff
 from tests.conftest import lead, run_together
-
-
-@pytest.fixture
-def pg(pg_url: str) -> Iterator[Database]:
-    database = Database(pg_url)
-    database.create_schema()
-    yield database
-    database.dispose()
 
 
 def test_same_lead_from_eight_connections_to_two_instances(app_factory, pg, fake_slack):
