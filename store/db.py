@@ -3,8 +3,9 @@
 SQLite is the embedded default (WAL, foreign keys on, writers queue on a busy
 timeout); PostgreSQL is the scale-out store. Schema management is
 `create_all` guarded by a version number in `schema_info`: an older database gains
-the indexes added since (every change so far only added indexes, which create_all
-leaves out for existing tables); one written by a newer Handoff is refused rather
+the tables, indexes and columns added since (create_all leaves the last two out
+for existing tables; a column added to an existing table must be nullable, so
+old rows read as "not set"); one written by a newer Handoff is refused rather
 than silently misread.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, text, update
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, select
@@ -39,6 +40,25 @@ def _create_missing_indexes(connection: Connection) -> None:
     for table in SQLModel.metadata.sorted_tables:
         for index in table.indexes:
             index.create(connection, checkfirst=True)
+
+
+def _add_missing_columns(connection: Connection) -> None:
+    inspector = inspect(connection)
+    preparer = connection.dialect.identifier_preparer
+    for table in SQLModel.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise SchemaError(f"cannot add NOT NULL column {table.name}.{column.name}")
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(
+                text(
+                    f"ALTER TABLE {preparer.quote(table.name)} "
+                    f"ADD COLUMN {preparer.quote(column.name)} {kind}"
+                )
+            )
 
 
 # The databases Handoff runs on, each with the one driver it is tested with.
@@ -149,6 +169,7 @@ class Database:
                     f"{SCHEMA_VERSION}; use a matching release or a fresh DATABASE_URL"
                 )
             elif info.version < SCHEMA_VERSION:
+                _add_missing_columns(session.connection())
                 _create_missing_indexes(session.connection())
                 info.version = SCHEMA_VERSION
 

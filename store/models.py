@@ -18,7 +18,9 @@ from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime
 
-SCHEMA_VERSION = 2  # 2: indexes for the digest (covering ones on handoff, lead.created_at)
+# 2: indexes for the digest (covering ones on handoff, lead.created_at)
+# 3: governance, CRM links and the loop's teeth: new tables and nullable columns
+SCHEMA_VERSION = 3
 
 
 class _BulkUTCDateTime(UTCDateTime):

@@ -45,6 +45,23 @@ def test_an_older_database_gains_the_new_indexes_and_keeps_its_rows(tmp_path):
     upgraded.dispose()
 
 
+def test_an_older_database_gains_the_columns_added_since(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Database(url)
+    old.create_schema()
+    with old.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE handoff DROP COLUMN late_seconds"))
+    _set_version(old, 2)
+    old.dispose()
+
+    upgraded = Database(url)
+    upgraded.create_schema()
+
+    columns = {column["name"] for column in inspect(upgraded.engine).get_columns("handoff")}
+    assert "late_seconds" in columns
+    upgraded.dispose()
+
+
 def test_a_database_from_a_newer_handoff_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'new.db'}"
     database = Database(url)
