@@ -46,29 +46,43 @@ class Sample:
     status: int
 
 
-def serve_app(settings: Any, definition_path: str, db_url: str, conn: Connection) -> None:
+def serve_app(
+    settings: Any,
+    definition_path: str,
+    db_url: str,
+    conn: Connection,
+    sources_path: str | None = None,
+) -> None:
     """The app, started and stopped as `handoff run` does it: sends its port, serves until
     SIGTERM, then finishes in-flight work and exits."""
     from bot.app import build_services
+    from bot.crm.sources import load_sources
     from bot.definition import load_definition
     from bot.server import HandoffServer
     from store.db import Database
 
     # "Task queue depth is N": every waitress thread busy, the request waits its turn.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    services = build_services(settings, load_definition(Path(definition_path)), Database(db_url))
+    definition = load_definition(Path(definition_path))
+    sources = load_sources(sources_path) if sources_path else None
+    services = build_services(settings, definition, Database(db_url), sources)
     server = HandoffServer(services, host="127.0.0.1", port=0)
     conn.send(server.port)
     conn.close()
     server.run()
 
 
-def start_app_process(settings: Any, definition_path: Path, db_url: str) -> tuple[Any, str]:
+def start_app_process(
+    settings: Any, definition_path: Path, db_url: str, sources_path: Path | None = None
+) -> tuple[Any, str]:
     """`serve_app` in a spawned process; returns the process and the app's base URL.
     Stop it with terminate() (SIGTERM: it finishes in-flight work) and join()."""
     spawn = multiprocessing.get_context("spawn")
     receive, send = spawn.Pipe(duplex=False)
-    process = spawn.Process(target=serve_app, args=(settings, str(definition_path), db_url, send))
+    sources = str(sources_path) if sources_path else None
+    process = spawn.Process(
+        target=serve_app, args=(settings, str(definition_path), db_url, send, sources)
+    )
     process.start()
     send.close()
     if not receive.poll(60):

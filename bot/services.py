@@ -38,5 +38,11 @@ class Services:
         self.delivery = Delivery(self)
         token = secret(self.settings.hubspot_token)
         if token:  # the owners API (webhook and polls), polling and write-back
-            self.hubspot = HubSpotClient(self.http, self.settings.hubspot_api_url, token)
+            source = self.sources.hubspot if self.sources else None
+            self.hubspot = HubSpotClient(
+                self.http,
+                self.settings.hubspot_api_url,
+                token,
+                **({"search_per_second": source.search_per_second} if source else {}),
+            )
             self.hubspot_owners = Owners(self.hubspot)

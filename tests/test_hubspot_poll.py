@@ -15,7 +15,7 @@ import pytest
 from freezegun import freeze_time
 
 from bot import clock
-from bot.hubspot.api import HubSpotClient, HubSpotError
+from bot.hubspot.api import HubSpotClient, HubSpotError, Pacer
 from bot.hubspot.poll import LEASE, modified_ms, poll_job, poll_once
 from store.crm import claim_cursor, create_cursor
 from store.db import Database
@@ -53,7 +53,7 @@ def fake() -> Iterator[FakeHubSpot]:
 @pytest.fixture
 def client(fake: FakeHubSpot) -> Iterator[HubSpotClient]:
     with httpx.Client(timeout=30) as http:
-        yield HubSpotClient(http, fake.url, TOKEN)
+        yield HubSpotClient(http, fake.url, TOKEN, search_per_second=100)
 
 
 def add_contacts(fake: FakeHubSpot, count: int, *, start: int = T0, per_ms: int = 1) -> list[str]:
@@ -86,6 +86,33 @@ def test_a_poll_pages_through_every_change_once_with_the_mapped_properties(
     assert row is not None and (row.cursor_ms, row.seen_ids) == (T0 + 249, [ids[-1]])
 
 
+def test_the_next_page_is_fetched_while_this_one_is_ingested(fake, client, db) -> None:
+    add_contacts(fake, 150)
+    searches_while_ingesting: list[int] = []
+
+    def ingest(records: list[dict[str, Any]]) -> None:
+        if not searches_while_ingesting:  # the first page: wait for the second search
+            deadline = time.monotonic() + 10
+            while len(fake.calls_to("search")) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+        searches_while_ingesting.append(len(fake.calls_to("search")))
+
+    result = poll_once(client, db, ingest, PROPERTIES, start_ms=T0)
+
+    assert searches_while_ingesting == [2, 2]
+    assert (result.pages, result.delivered) == (2, 150)
+
+
+def test_searches_are_paced_under_the_configured_rate() -> None:
+    pacer = Pacer(20.0)
+    starts = []
+    for _ in range(5):
+        pacer.wait()
+        starts.append(time.monotonic())
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 1.05 / 20 - 0.001  # 5% under the limit
+
+
 def test_polling_an_unchanged_portal_hands_nothing_over_again(fake, client, db) -> None:
     add_contacts(fake, 30, per_ms=3)  # the last millisecond holds three records
     ingest = Recorder()
@@ -113,7 +140,7 @@ def test_the_search_cap_is_passed_by_restarting_from_the_last_change(db, next_pa
     # 1,000 changes, three a millisecond, against a search that serves 250 results a query
     fake = FakeHubSpot(search_cap=250, next_past_cap=next_past_cap)
     with fake, httpx.Client(timeout=30) as http:
-        client = HubSpotClient(http, fake.url, TOKEN)
+        client = HubSpotClient(http, fake.url, TOKEN, search_per_second=100)
         ids = add_contacts(fake, 1_000, per_ms=3)
         ingest = Recorder()
         result = poll_once(client, db, ingest, PROPERTIES, start_ms=T0, cap=250)
@@ -133,7 +160,7 @@ def test_the_search_cap_is_passed_by_restarting_from_the_last_change(db, next_pa
 
 def test_more_than_the_cap_in_one_millisecond_is_a_clear_error(db) -> None:
     with FakeHubSpot(search_cap=250) as fake, httpx.Client(timeout=30) as http:
-        client = HubSpotClient(http, fake.url, TOKEN)
+        client = HubSpotClient(http, fake.url, TOKEN, search_per_second=100)
         add_contacts(fake, 300, per_ms=300)
         with pytest.raises(HubSpotError, match="more than 250 HubSpot records changed"):
             poll_once(client, db, Recorder(), PROPERTIES, start_ms=T0, cap=250)
@@ -173,7 +200,7 @@ def test_a_restart_resumes_from_the_stored_cursor(fake, db_url) -> None:
     first = Database(db_url)
     first.create_schema()
     with httpx.Client(timeout=30) as http:
-        client = HubSpotClient(http, fake.url, TOKEN)
+        client = HubSpotClient(http, fake.url, TOKEN, search_per_second=100)
         with pytest.raises(RuntimeError, match="intake crashed"):
             poll_once(client, first, ingest, PROPERTIES, start_ms=T0)
     first.dispose()
@@ -182,7 +209,7 @@ def test_a_restart_resumes_from_the_stored_cursor(fake, db_url) -> None:
     second = Database(db_url)  # a new process on the same file
     second.create_schema()
     with httpx.Client(timeout=30) as http:
-        client = HubSpotClient(http, fake.url, TOKEN)
+        client = HubSpotClient(http, fake.url, TOKEN, search_per_second=100)
         poll_once(client, second, ingest, PROPERTIES, start_ms=0)  # start_ms: ignored now
     second.dispose()
     assert ingest.ids == ids  # pages 2 and 3 came after the restart, page 1 not again

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from bot.definition import _did_you_mean, _join, _kind, _Reader, yaml_problem
+from bot.hubspot.api import DEFAULT_SEARCH_RATE
 
 DEFAULT_PATH = "sources.yml"
 CRMS = ("hubspot", "salesforce")
@@ -23,7 +24,7 @@ DEFAULT_OBJECT = {"hubspot": "contacts", "salesforce": "Lead"}
 TEXT_FIELDS = ("name", "title", "company", "source", "campaign")  # a list is joined
 SINGLE_FIELDS = ("email", "owner", "created_at")  # one property each: joining makes no sense
 LEAD_FIELDS = ("email", "name", "title", "company", "owner", "source", "campaign", "created_at")
-KEYS = ("object", "fields", "attributes", "signals", "poll_every")
+KEYS = ("object", "fields", "attributes", "signals", "poll_every", "search_per_second")
 # HubSpot internal names (firstname, hs_lead_status) and Salesforce API names (Custom__c).
 _PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _SIGNAL = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -50,6 +51,7 @@ class CrmSource:
     attributes: dict[str, str]
     signals: dict[str, str]
     poll_every: float | None = None  # seconds; None: push only
+    search_per_second: float = DEFAULT_SEARCH_RATE  # a poll's pace (HubSpot's search limit)
 
     @property
     def properties(self) -> tuple[str, ...]:
@@ -165,7 +167,17 @@ def _crm(r: _Reader, crm: str, node: Any, signal_ids: frozenset[str] | None) -> 
                     poll_every = None
     if not fields and not attributes and not signals and len(r.problems) == before:
         r.problem(crm, "maps nothing: expected fields, attributes or signals")
-    return CrmSource(crm, obj, fields, attributes, signals, poll_every)
+    rate = _search_rate(r, _join(crm, "search_per_second"), data.get("search_per_second"))
+    return CrmSource(crm, obj, fields, attributes, signals, poll_every, rate)
+
+
+def _search_rate(r: _Reader, where: str, raw: Any) -> float:
+    if raw is None:
+        return DEFAULT_SEARCH_RATE
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw <= 100:
+        r.problem(where, f"expected a number of requests a second, 0 to 100, got {raw!r}")
+        return DEFAULT_SEARCH_RATE
+    return float(raw)
 
 
 def parse_sources(

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 SEARCH_CAP = 10_000  # results one search query serves; paging past them is a 400
 SEARCH_LIMIT = 100  # records a page
+# HubSpot's CRM search answers 5 requests a second per account, shared by every app
+# in the portal; 4 leaves room for the others.
+DEFAULT_SEARCH_RATE = 4.0
 MODIFIED = "lastmodifieddate"  # contacts' change time (other objects: hs_lastmodifieddate)
 
 
@@ -80,12 +83,38 @@ def _message(response: httpx.Response) -> str:
     return str(message or response.reason_phrase or "")[:200]
 
 
+class Pacer:
+    """Starts calls a little under `rate` a second, across threads.
+
+    Pacing under a limit beats meeting it: a 429 costs its whole Retry-After (whole
+    seconds), ten times the gap between two paced calls at 10 a second. The margin
+    absorbs the jitter between a call leaving here and reaching the limiter, which
+    would otherwise squeeze `rate` + 1 calls into one window now and then.
+    """
+
+    MARGIN = 1.05
+
+    def __init__(self, rate: float) -> None:
+        self.interval = self.MARGIN / rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
 class HubSpotClient:
     """HubSpot's CRM API over `http`, authenticated with a private app's token.
 
     Args:
         max_wait: the longest a 429's Retry-After is waited out in here; past it (or
             after `rate_retries` waits) the call raises HubSpotUnavailable.
+        search_per_second: the pace of CRM searches (their own limit, per account).
     """
 
     def __init__(
@@ -96,18 +125,28 @@ class HubSpotClient:
         *,
         max_wait: float = 30.0,
         rate_retries: int = 5,
+        search_per_second: float = DEFAULT_SEARCH_RATE,
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         self.max_wait = max_wait
         self.rate_retries = rate_retries
+        self.search_pacer = Pacer(search_per_second)
 
     def _call(
-        self, method: str, path: str, *, params: Any = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        pacer: Pacer | None = None,
     ) -> dict[str, Any]:
         what = f"HubSpot {method} {path}"
         for _attempt in range(self.rate_retries + 1):
+            if pacer is not None:
+                pacer.wait()
             try:
                 response = self.http.request(
                     method, self.base_url + path, params=params, json=json, headers=self._headers
@@ -178,7 +217,8 @@ class HubSpotClient:
         }
         if after is not None:
             body["after"] = after
-        answer = self._call("POST", _path("crm", "v3", "objects", "contacts", "search"), json=body)
+        path = _path("crm", "v3", "objects", "contacts", "search")
+        answer = self._call("POST", path, json=body, pacer=self.search_pacer)
         results = answer.get("results")
         if not isinstance(results, list):
             raise HubSpotUnavailable("HubSpot search answered without a results list")

@@ -10,6 +10,8 @@ idempotent anyway; this keeps re-polls free). HubSpot serves at most 10,000
 results of one query; before paging past them the search restarts from the
 last record's change time. One process polls a source at a time (a lease on the
 cursor row): HubSpot's rate limits are the portal's, shared by every replica.
+The next page is fetched while `ingest` works on this one, and the client paces
+its searches under the limit, so a long poll runs at the limit's speed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +35,7 @@ from bot.hubspot.api import (
     HubSpotError,
     HubSpotRefused,
     HubSpotUnavailable,
+    SearchPage,
 )
 from store.crm import claim_cursor, create_cursor, load_cursor, release_cursor, save_cursor
 from store.db import Database
@@ -106,14 +110,32 @@ def poll_once(
     claimed = _claim(db, source, owner, start_ms, lease)
     if claimed is None:
         return PollResult(skipped=True)
+
+    def fetch(since_ms: int, after: str | None) -> SearchPage:
+        return client.search_changed(since_ms, list(properties), after, limit=limit)
+
+    # The next page is fetched while this one is ingested: a poll is bound by the
+    # search's rate limit, not by the limit plus the intake's time.
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{source}-poll")
     try:
         cursor, seen = claimed
         result = PollResult(cursor_ms=cursor)
         query_from, after = cursor, None
-        while True:
-            page = client.search_changed(query_from, list(properties), after, limit=limit)
+        pending: Future[SearchPage] | None = ahead.submit(fetch, query_from, after)
+        while pending is not None:
+            page = pending.result()
             result.pages += 1
             fresh, cursor, seen = _past_cursor(page.results, cursor, seen)
+            reached = (int(after) if after and after.isdigit() else 0) + len(page.results)
+            after, pending = page.next_after, None
+            # One query serves `cap` results, whether or not HubSpot offers a page past them.
+            restart = reached >= cap and (after is not None or reached < page.total)
+            stuck = restart and cursor == query_from
+            if restart and not stuck:
+                query_from, after = cursor, None
+                result.restarts += 1
+            if (restart and not stuck) or (not restart and after is not None):
+                pending = ahead.submit(fetch, query_from, after)
             if fresh:
                 ingest(fresh)
                 result.delivered += len(fresh)
@@ -123,20 +145,14 @@ def poll_once(
                         session, source, owner, cursor, sorted(seen), now=now, until=now + lease
                     )
             result.cursor_ms = cursor
-            reached = (int(after) if after and after.isdigit() else 0) + len(page.results)
-            after = page.next_after
-            # One query serves `cap` results, whether or not HubSpot offers a page past them.
-            if reached >= cap and (after is not None or reached < page.total):
-                if cursor == query_from:
-                    raise HubSpotError(
-                        f"more than {cap} HubSpot records changed in the same millisecond "
-                        f"({cursor}); the search cannot page past them"
-                    )
-                query_from, after = cursor, None
-                result.restarts += 1
-            elif after is None:
-                return result
+            if stuck:
+                raise HubSpotError(
+                    f"more than {cap} HubSpot records changed in the same millisecond "
+                    f"({cursor}); the search cannot page past them"
+                )
+        return result
     finally:
+        ahead.shutdown(wait=True, cancel_futures=True)
         _release(db, source, owner, lease)
 
 
