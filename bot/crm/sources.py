@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from bot.definition import _did_you_mean, _join, _kind, _Reader, yaml_problem
+from bot.hubspot.options import HubSpotOptions, parse_options
 
 DEFAULT_PATH = "sources.yml"
 CRMS = ("hubspot", "salesforce")
@@ -24,6 +25,7 @@ TEXT_FIELDS = ("name", "title", "company", "source", "campaign")  # a list is jo
 SINGLE_FIELDS = ("email", "owner", "created_at")  # one property each: joining makes no sense
 LEAD_FIELDS = ("email", "name", "title", "company", "owner", "source", "campaign", "created_at")
 KEYS = ("object", "fields", "attributes", "signals", "poll_every")
+EXTRA_KEYS = {"hubspot": ("portal_id", "app_url", "write_back")}  # bot/hubspot/options.py
 # HubSpot internal names (firstname, hs_lead_status) and Salesforce API names (Custom__c).
 _PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _SIGNAL = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -50,6 +52,7 @@ class CrmSource:
     attributes: dict[str, str]
     signals: dict[str, str]
     poll_every: float | None = None  # seconds; None: push only
+    hubspot: HubSpotOptions | None = None  # write-back and the record link (hubspot: only)
 
     @property
     def properties(self) -> tuple[str, ...]:
@@ -131,9 +134,10 @@ def _named(r: _Reader, node: Any, path: str, *, signal: bool) -> dict[str, str]:
 
 def _crm(r: _Reader, crm: str, node: Any, signal_ids: frozenset[str] | None) -> CrmSource | None:
     before = len(r.problems)
-    data = r.mapping(node, crm, optional=KEYS)
+    data = r.mapping(node, crm, optional=(*KEYS, *EXTRA_KEYS.get(crm, ())))
     if data is None:
         return None
+    options = parse_options(r, data, crm) if crm == "hubspot" else None
     obj = DEFAULT_OBJECT[crm]
     if data.get("object") is not None:
         obj = _property(r, data["object"], _join(crm, "object")) or obj
@@ -165,7 +169,7 @@ def _crm(r: _Reader, crm: str, node: Any, signal_ids: frozenset[str] | None) -> 
                     poll_every = None
     if not fields and not attributes and not signals and len(r.problems) == before:
         r.problem(crm, "maps nothing: expected fields, attributes or signals")
-    return CrmSource(crm, obj, fields, attributes, signals, poll_every)
+    return CrmSource(crm, obj, fields, attributes, signals, poll_every, options)
 
 
 def parse_sources(
