@@ -424,3 +424,14 @@ def test_check_names_the_portal_to_add_or_the_wrong_one(hubspot, tmp_path, monke
     result = check(hubspot, tmp_path, monkeypatch, "  portal_id: 999\n")
     assert result.exit_code == 2
     assert f"sources.yml says 999 but the token belongs to portal {PORTAL_ID}" in result.stdout
+
+
+def test_the_examples_commented_write_back_keys_validate() -> None:
+    text = (DATA.parent.parent / "sources.example.yml").read_text()
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  # portal_id:"))
+    uncommented = [line.replace("  # ", "  ", 1) for line in lines[start:]]
+    hub = parse_sources(yaml_of("\n".join([*lines[:start], *uncommented]))).hubspot
+    assert hub.hubspot.portal_id == "12345678"
+    assert hub.hubspot.write_back.status == "lifecyclestage"
+    assert hub.hubspot.write_back.owner is True
