@@ -153,10 +153,6 @@ def hubspot_write_back(services: Services) -> WriteBack:
     return hub.hubspot.write_back if hub and hub.hubspot else WriteBack()
 
 
-def hubspot_status_property(services: Services) -> str:
-    return hubspot_write_back(services).status_property(services.settings.hubspot_status_property)
-
-
 def hubspot_properties(services: Services, handoff: Handoff) -> dict[str, str]:
     """What the decision writes on the contact: the status (unless configured to be
     left alone for this outcome) and, for a rejection, the reason and the note."""
@@ -204,7 +200,12 @@ def _lifecycle_move(
         url, params={**params, "properties": LIFECYCLE_STAGE}, headers=_headers(services)
     )
     _raise_for_retry(response, "HubSpot")
-    current = str(((response.json() or {}).get("properties") or {}).get(LIFECYCLE_STAGE) or "")
+    try:
+        record = response.json()
+    except ValueError:
+        raise Unavailable("HubSpot answered the contact's read without JSON") from None
+    found = record.get("properties") if isinstance(record, dict) else None
+    current = str((found if isinstance(found, dict) else {}).get(LIFECYCLE_STAGE) or "")
     if current == target:
         return False
     if current in LIFECYCLE_KEPT:
