@@ -15,8 +15,10 @@ from sqlalchemy import bindparam, func, select, update
 from sqlmodel import Session
 
 from bot import clock, metrics
-from bot.blocks.card import CardLine, CardModel, build_card, fallback_text
+from bot.blocks.card import CardLine, CardModel, CrmLink, build_card, fallback_text
 from bot.blocks.common import Mrkdwn, message_text
+from bot.crm.links import crm_name, record_url
+from bot.crm.sources import Sources
 from bot.definition import Definition
 from bot.delivery import sender
 from bot.handoffs import CARD
@@ -83,6 +85,7 @@ def build_model(
     detail: dict[str, Any],
     owner_tz: str | None,
     reassigned_to: str | None = None,
+    sources: Sources | None = None,
 ) -> CardModel:
     """The card of a handoff, from its lead and its latest verdict's detail."""
     labels = {c.id: c.label for c in definition.fit}
@@ -129,7 +132,13 @@ def build_model(
         note=handoff.note,
         action=handoff.action,
         reassigned_to=reassigned_to,
+        crm_link=_crm_link(lead.external_id, sources),
     )
+
+
+def _crm_link(lead_external_id: str, sources: Sources | None) -> CrmLink | None:
+    url = record_url(lead_external_id, sources)
+    return CrmLink(crm_name(lead_external_id), url) if url else None
 
 
 def _find_owner(services: Services, handoff: Handoff, lead: Lead) -> tuple[str, SlackPerson]:
@@ -251,7 +260,9 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
         return {"skipped": f"handoff is {handoff.status}"}
     email, person = _find_owner(services, handoff, lead)  # may fall back to the pool
     handoff.owner_user_id = person.user_id
-    model = build_model(services.definition, handoff, lead, detail, person.tz)
+    model = build_model(
+        services.definition, handoff, lead, detail, person.tz, sources=services.sources
+    )
     result = post_to_user(
         services, person.user_id, text=fallback_text(model), blocks=build_card(model)
     )
@@ -273,7 +284,9 @@ def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
             raise Retry(_CARD_NOT_POSTED_YET, "card not posted yet")
         reassigned_to = _reassigned_to(session, handoff)
     tz = _owner_tz(services, handoff.owner_email)
-    model = build_model(services.definition, handoff, lead, detail, tz, reassigned_to)
+    model = build_model(
+        services.definition, handoff, lead, detail, tz, reassigned_to, services.sources
+    )
     services.slack.chat_update(
         channel=handoff.channel, ts=handoff.ts, text=fallback_text(model), blocks=build_card(model)
     )

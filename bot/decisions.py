@@ -46,6 +46,7 @@ from store.models import Handoff, HandoffStatus, Lead, LeadStatus
 logger = logging.getLogger(__name__)
 
 CARD_UPDATE = "card_update"
+HUBSPOT_OWNER = "hubspot_owner"  # the new owner of a reassigned lead, to HubSpot (writeback.py)
 NOTE_LIMIT = 3000
 # How long a decision Slack already has its ack for keeps trying to reach a busy database
 # (each SQLite attempt itself waits up to the 30 s busy timeout).
@@ -394,6 +395,7 @@ class Reassignment:
             new_handoff_id=successor_id,
         )
         _enqueue_card_update(session, old, at)
+        _enqueue_owner_write_back(session, services, successor_id, at)
         return _reload(session, successor_id)
 
 
@@ -573,6 +575,23 @@ def _settle(
                 handoff_id=handoff.id,
                 now=now,
             )
+
+
+def _enqueue_owner_write_back(
+    session: Session, services: Services, handoff_id: int, now: datetime
+) -> None:
+    """With sources.yml `hubspot.write_back.owner: true`, the new owner goes to HubSpot."""
+    hub = services.sources.hubspot if services.sources else None
+    options = hub.hubspot if hub else None
+    if options and options.write_back.owner and services.settings.hubspot_token is not None:
+        outbox.enqueue(
+            session,
+            kind=HUBSPOT_OWNER,
+            payload={"handoff_id": handoff_id},
+            dedupe_key=f"handoff:{handoff_id}:{HUBSPOT_OWNER}",
+            handoff_id=handoff_id,
+            now=now,
+        )
 
 
 def _enqueue_card_update(session: Session, handoff: Handoff, now: datetime) -> None:

@@ -9,7 +9,15 @@ from slack_bolt import Ack, App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 
 from bot import decisions
-from bot.blocks.card import ACCEPT, COMMERCIAL, COMMERCIAL_BLOCK, OPEN_CARD, REASSIGN, REJECT
+from bot.blocks.card import (
+    ACCEPT,
+    COMMERCIAL,
+    COMMERCIAL_BLOCK,
+    OPEN_CARD,
+    OPEN_CRM,
+    REASSIGN,
+    REJECT,
+)
 from bot.blocks.modals import reassign_modal, reject_modal
 from bot.decisions import Refused
 from bot.replies import tell_refusal
@@ -131,3 +139,4 @@ def register(app: App) -> None:
     app.action(REASSIGN)(on_reassign)
     app.action(COMMERCIAL)(acknowledge_only)
     app.action(OPEN_CARD)(acknowledge_only)
+    app.action(OPEN_CRM)(acknowledge_only)

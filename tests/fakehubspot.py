@@ -43,6 +43,8 @@ SCOPES = {
     "create_property": "crm.schemas.contacts.write",
     "groups": "crm.schemas.contacts.read",
     "create_group": "crm.schemas.contacts.write",
+    "contact": "crm.objects.contacts.read",
+    "update_contact": "crm.objects.contacts.write",
 }
 ALL_SCOPES = frozenset(SCOPES.values()) | {"crm.objects.contacts.write"}
 # A few of the properties every HubSpot portal has (hubspotDefined: true).
@@ -63,6 +65,30 @@ DEFAULT_PROPERTIES = (
     "lastmodifieddate",
     "hs_object_id",
 )
+# The options of HubSpot's enumeration properties Handoff writes (internal values).
+OPTIONS = {
+    "hs_lead_status": (
+        "NEW",
+        "OPEN",
+        "IN_PROGRESS",
+        "OPEN_DEAL",
+        "UNQUALIFIED",
+        "ATTEMPTED_TO_CONTACT",
+        "CONNECTED",
+        "BAD_TIMING",
+    ),
+    "lifecyclestage": (
+        "subscriber",
+        "lead",
+        "marketingqualifiedlead",
+        "salesqualifiedlead",
+        "opportunity",
+        "customer",
+        "evangelist",
+        "other",
+    ),
+}
+PORTAL_ID = 4242
 
 
 def iso_ms(ms: int) -> str:
@@ -127,6 +153,7 @@ class FakeHubSpot:
         }
         for name in DEFAULT_PROPERTIES:
             self._define(name, "contactinformation", hubspot_defined=True)
+        self.portal_id = PORTAL_ID
         self._ids = itertools.count(1001)
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
@@ -153,7 +180,9 @@ class FakeHubSpot:
                 length = int(self.headers.get("Content-Length") or 0)
                 fake._handle(self, self.rfile.read(length))
 
-            do_PATCH = do_POST  # noqa: N815
+            def do_PATCH(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                fake._handle(self, self.rfile.read(length))
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
@@ -255,6 +284,15 @@ class FakeHubSpot:
             "groupName": group,
             "hubspotDefined": hubspot_defined,
         }
+        if name in OPTIONS:
+            self.properties[name].update(
+                type="enumeration",
+                fieldType="select",
+                options=[
+                    {"label": value, "value": value, "displayOrder": i, "hidden": False}
+                    for i, value in enumerate(OPTIONS[name])
+                ],
+            )
 
     @staticmethod
     def _route(method: str, path: str) -> tuple[str, list[str]]:
@@ -263,6 +301,13 @@ class FakeHubSpot:
             return "search", []
         if method == "GET" and parts == ["crm", "v3", "owners"]:
             return "owners", []
+        if parts == ["account-info", "v3", "details"] and method == "GET":
+            return "account", []
+        if parts[:4] == ["crm", "v3", "objects", "contacts"] and len(parts) == 5:
+            if method == "GET":
+                return "contact", parts[4:]
+            if method == "PATCH":
+                return "update_contact", parts[4:]
         if parts[:4] == ["crm", "v3", "properties", "contacts"]:
             rest = parts[4:]
             if rest == [] and method == "GET":
@@ -353,6 +398,12 @@ class FakeHubSpot:
             return 200, {"results": list(self.groups.values())}, {}
         if route == "create_group":
             return self._create_group(body or {})
+        if route == "account":
+            return 200, {"portalId": self.portal_id, "timeZone": "US/Eastern"}, {}
+        if route == "contact":
+            return self._contact(args[0], query)
+        if route == "update_contact":
+            return self._update_contact(args[0], query, body or {})
         return 404, _error("Not found", "OBJECT_NOT_FOUND"), {}
 
     def _rate_limited(self) -> Answer | None:
@@ -440,6 +491,55 @@ class FakeHubSpot:
         if offset + limit < len(ordered):
             answer["paging"] = {"next": {"after": str(offset + limit)}}
         return 200, answer, {}
+
+    def _find(self, key: str, query: dict[str, str]) -> str | None:
+        """The contact id addressed by the path: the id, or `idProperty=email`."""
+        if query.get("idProperty") == "email":
+            for contact_id, contact in self.contacts.items():
+                if str(contact["properties"].get("email", "")).lower() == key.lower():
+                    return contact_id
+            return None
+        return key if key in self.contacts else None
+
+    def _contact(self, key: str, query: dict[str, str]) -> Answer:
+        contact_id = self._find(key, query)
+        if contact_id is None:
+            return 404, _error("Object not found", "OBJECT_NOT_FOUND"), {}
+        wanted = [p for p in query.get("properties", "").split(",") if p]
+        return 200, self._record(contact_id, wanted or ["email"]), {}
+
+    def _update_contact(self, key: str, query: dict[str, str], body: dict[str, Any]) -> Answer:
+        """PATCH a contact's properties the way HubSpot checks them: the property must
+        exist, an enumeration takes one of its options, an owner id must be an owner,
+        and the lifecycle stage only moves forward unless it is cleared first (refused
+        here, loudly, so a test notices a write-back that forgot to clear it)."""
+        contact_id = self._find(key, query)
+        if contact_id is None:
+            return 404, _error("Object not found", "OBJECT_NOT_FOUND"), {}
+        given = body.get("properties")
+        if not isinstance(given, dict):
+            return 400, _error("properties: expected an object", "VALIDATION_ERROR"), {}
+        current = self.contacts[contact_id]["properties"]
+        for name, value in given.items():
+            value = "" if value is None else str(value)
+            if name not in self.properties:
+                message = f'Property "{name}" does not exist'
+                return 400, _error(message, "VALIDATION_ERROR"), {}
+            options = self.properties[name].get("options")
+            if value and options and value not in [o["value"] for o in options]:
+                message = f"{value} was not one of the allowed options for {name}"
+                return 400, _error(message, "VALIDATION_ERROR"), {}
+            if name == "hubspot_owner_id" and value and value not in self.owners:
+                message = f"{value} is not a valid owner id"
+                return 400, _error(message, "VALIDATION_ERROR"), {}
+            if name == "lifecyclestage" and value and current.get(name):
+                order = OPTIONS["lifecyclestage"]
+                if order.index(value) < order.index(current[name]):
+                    message = f"lifecyclestage cannot move backwards from {current[name]}"
+                    return 400, _error(message, "VALIDATION_ERROR"), {}
+        current.update({k: "" if v is None else str(v) for k, v in given.items()})
+        self.contacts[contact_id]["modified_ms"] += 1
+        return 200, self._record(contact_id, list(given)), {}
 
     def _create_property(self, body: dict[str, Any]) -> Answer:
         name, group = body.get("name"), body.get("groupName")

@@ -29,6 +29,8 @@ ACCEPT = "handoff_accept"
 REJECT = "handoff_reject"
 REASSIGN = "handoff_reassign"
 OPEN_CARD = "handoff_open_card"
+OPEN_CRM = "handoff_open_crm"  # a link button: Slack opens the URL, the app only acks
+CRM_BLOCK = "crm"
 COMMERCIAL = "handoff_commercial"
 COMMERCIAL_BLOCK = "commercial"
 DECIDE_BLOCK = "decide"
@@ -38,6 +40,22 @@ DECIDE_BLOCK = "decide"
 class CardLine:
     label: str
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CrmLink:
+    """The lead's record in its CRM (bot/crm/links.py), e.g. ("HubSpot", "https://...")."""
+
+    crm: str
+    url: str
+
+
+def _crm_button(card: CardModel) -> Block | None:
+    """A URL button: the link is a JSON field, never mrkdwn, so nothing in it is markup."""
+    if card.crm_link is None:
+        return None
+    link = card.crm_link
+    return button(f"Open in {link.crm}", OPEN_CRM, str(card.handoff_id), url=link.url)
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,7 @@ class CardModel:
     note: str | None = None
     action: str | None = None
     reassigned_to: str | None = None
+    crm_link: CrmLink | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -148,6 +167,9 @@ def build_card(card: CardModel) -> list[Block]:
         if card.checked:
             labels = [label for cid, label in card.commercial if cid in card.checked]
             blocks.append(context(md("Confirmed: {}", ", ".join(labels))))
+        crm = _crm_button(card)
+        if crm is not None:
+            blocks.append(actions(crm, block_id=CRM_BLOCK))
         return limit_blocks(blocks)
 
     if card.commercial:
@@ -170,6 +192,7 @@ def build_card(card: CardModel) -> list[Block]:
             button("Accept", ACCEPT, value, style="primary"),
             button("Reject", REJECT, value, style="danger"),
             button("Reassign", REASSIGN, value),
+            *filter(None, [_crm_button(card)]),
             block_id=DECIDE_BLOCK,
         )
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from bot.cli.base import Env, fail, main, pass_env
+from bot.crm.links import crm_name, record_url
+from bot.crm.sources import SourcesError, read_sources
 from bot.definition import Definition, DefinitionError, load_definition
 from bot.history import lead_story, render_story
 
@@ -18,6 +20,19 @@ def lead(env: Env, lead_id: str) -> None:
     if story is None:
         fail(f"no lead with id '{lead_id}'")
     click.echo(render_story(*story))
+    url = _record_url(env, lead_id)
+    if url:
+        click.echo(f"Open in {crm_name(lead_id)}: {url}")
+
+
+def _record_url(env: Env, lead_id: str) -> str | None:
+    """The lead's CRM record (bot/crm/links.py); the story is told without it when
+    sources.yml cannot be read."""
+    try:
+        sources = read_sources(env.settings.handoff_sources)
+    except SourcesError:
+        return None
+    return record_url(lead_id, sources)
 
 
 def _labels(env: Env) -> Definition | None:

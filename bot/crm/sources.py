@@ -16,6 +16,7 @@ import yaml
 
 from bot.definition import _did_you_mean, _join, _kind, _Reader, yaml_problem
 from bot.hubspot.api import DEFAULT_SEARCH_RATE
+from bot.hubspot.options import HubSpotOptions, parse_options
 
 DEFAULT_PATH = "sources.yml"
 CRMS = ("hubspot", "salesforce")
@@ -24,7 +25,9 @@ DEFAULT_OBJECT = {"hubspot": "contacts", "salesforce": "Lead"}
 TEXT_FIELDS = ("name", "title", "company", "source", "campaign")  # a list is joined
 SINGLE_FIELDS = ("email", "owner", "created_at")  # one property each: joining makes no sense
 LEAD_FIELDS = ("email", "name", "title", "company", "owner", "source", "campaign", "created_at")
-KEYS = ("object", "fields", "attributes", "signals", "poll_every", "search_per_second")
+KEYS = ("object", "fields", "attributes", "signals", "poll_every")
+# hubspot: only (portal_id, app_url and write_back are read in bot/hubspot/options.py)
+EXTRA_KEYS = {"hubspot": ("portal_id", "app_url", "write_back", "search_per_second")}
 # HubSpot internal names (firstname, hs_lead_status) and Salesforce API names (Custom__c).
 _PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _SIGNAL = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -51,6 +54,7 @@ class CrmSource:
     attributes: dict[str, str]
     signals: dict[str, str]
     poll_every: float | None = None  # seconds; None: push only
+    hubspot: HubSpotOptions | None = None  # write-back and the record link (hubspot: only)
     search_per_second: float = DEFAULT_SEARCH_RATE  # a poll's pace (HubSpot's search limit)
 
     @property
@@ -133,9 +137,10 @@ def _named(r: _Reader, node: Any, path: str, *, signal: bool) -> dict[str, str]:
 
 def _crm(r: _Reader, crm: str, node: Any, signal_ids: frozenset[str] | None) -> CrmSource | None:
     before = len(r.problems)
-    data = r.mapping(node, crm, optional=KEYS)
+    data = r.mapping(node, crm, optional=(*KEYS, *EXTRA_KEYS.get(crm, ())))
     if data is None:
         return None
+    options = parse_options(r, data, crm) if crm == "hubspot" else None
     obj = DEFAULT_OBJECT[crm]
     if data.get("object") is not None:
         obj = _property(r, data["object"], _join(crm, "object")) or obj
@@ -167,8 +172,10 @@ def _crm(r: _Reader, crm: str, node: Any, signal_ids: frozenset[str] | None) -> 
                     poll_every = None
     if not fields and not attributes and not signals and len(r.problems) == before:
         r.problem(crm, "maps nothing: expected fields, attributes or signals")
-    rate = _search_rate(r, _join(crm, "search_per_second"), data.get("search_per_second"))
-    return CrmSource(crm, obj, fields, attributes, signals, poll_every, rate)
+    rate = DEFAULT_SEARCH_RATE
+    if crm == "hubspot":
+        rate = _search_rate(r, _join(crm, "search_per_second"), data.get("search_per_second"))
+    return CrmSource(crm, obj, fields, attributes, signals, poll_every, options, rate)
 
 
 def _search_rate(r: _Reader, where: str, raw: Any) -> float:

@@ -224,6 +224,13 @@ class HubSpotClient:
             raise HubSpotUnavailable("HubSpot search answered without a results list")
         return SearchPage(results, _next_after(answer), int(answer.get("total") or 0))
 
+    def portal_id(self) -> str:
+        """The token's portal (Hub ID), from the account details."""
+        body = self._call("GET", _path("account-info", "v3", "details"))
+        if body.get("portalId") is None:
+            raise HubSpotUnavailable("HubSpot account details answered without a portalId")
+        return str(body["portalId"])
+
     def properties(self) -> dict[str, dict[str, Any]]:
         """The contact properties of the portal, by internal name."""
         body = self._call("GET", _path("crm", "v3", "properties", "contacts"))
@@ -290,6 +297,7 @@ class Owners:
         self.ttl = ttl
         self.miss_every = miss_every
         self._emails: dict[str, str] = {}
+        self._ids: dict[str, str] = {}  # lower-cased email -> id (the reverse of _emails)
         self._fetched_at: datetime | None = None
         self._lock = threading.Lock()
 
@@ -297,15 +305,27 @@ class Owners:
         owner_id = str(owner_id).strip()
         if not owner_id:
             return None
+        self._fresh(owner_id in self._emails)
+        return self._emails.get(owner_id)
+
+    def id_of(self, email: str) -> str | None:
+        """The owner id of a HubSpot user by email (any case); None if no owner has it.
+        Write-back uses it to move a contact to the rep Handoff reassigned it to."""
+        email = str(email).strip().lower()
+        if not email:
+            return None
+        self._fresh(email in self._ids)
+        return self._ids.get(email)
+
+    def _fresh(self, known: bool) -> None:
         now = clock.now()
         fetched = self._fetched_at
         if (
             fetched is None
             or now - fetched >= self.ttl
-            or (owner_id not in self._emails and now - fetched >= self.miss_every)
+            or (not known and now - fetched >= self.miss_every)
         ):
             self._refresh(fetched, now)
-        return self._emails.get(owner_id)
 
     def _refresh(self, seen: datetime | None, now: datetime) -> None:
         with self._lock:
@@ -319,4 +339,5 @@ class Owners:
                 logger.exception("cannot refresh the HubSpot owners; keeping the last list")
                 self._fetched_at = now  # try again after miss_every, not on every lookup
                 return
-            self._emails, self._fetched_at = emails, now
+            ids = {email.lower(): owner_id for owner_id, email in sorted(emails.items())}
+            self._emails, self._ids, self._fetched_at = emails, ids, now

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.hubspot.api import HubSpotClient, HubSpotError, HubSpotRefused, HubSpotUnavailable
 
@@ -49,9 +50,15 @@ def check_hubspot(
     *,
     wanted: Mapping[str, str],
     fix: bool = False,
+    values: Mapping[str, Mapping[str, str | None]] | None = None,
+    portal_id: str | None = None,
+    link: bool = False,
 ) -> list[Check]:
     """One check per line: the token, then each property in `wanted` (name -> why it
-    is needed, e.g. "mapped in sources.yml" or "written back (HUBSPOT_NOTE_PROPERTY)")."""
+    is needed, e.g. "mapped in sources.yml" or "written back (HUBSPOT_NOTE_PROPERTY)"),
+    then the values written to a property with options (`values`: property -> outcome
+    -> value, checked against the options HubSpot offers), then the portal the card
+    links into (`portal_id` from sources.yml; with `link` and none set, a hint)."""
     try:
         owners = client.owners()
     except HubSpotError as exc:
@@ -82,7 +89,61 @@ def check_hubspot(
                     "(Settings > Properties) or fix the name",
                 )
             )
+    for name, by_outcome in (values or {}).items():
+        if name in existing:
+            checks += _values(name, existing[name], by_outcome)
+    if portal_id is not None or link:
+        checks.append(_portal(client, portal_id))
     return checks
+
+
+def _values(
+    name: str, prop: Mapping[str, Any], by_outcome: Mapping[str, str | None]
+) -> list[Check]:
+    """Each value Handoff writes to an enumeration property is one of its options."""
+    options = prop.get("options")
+    if not isinstance(options, list) or not options:
+        return []  # free text: any value goes
+    offered = [str(o.get("value")) for o in options if isinstance(o, dict) and not o.get("hidden")]
+    checks = []
+    for outcome, value in by_outcome.items():
+        if value is None:
+            continue
+        subject = f"value {name}={value}"
+        why = f"written on {outcome} (write_back.values.{outcome})"
+        if value in offered:
+            checks.append(Check(True, "ok", subject, why))
+        else:
+            detail = f"{why}; not one of the property's options: {', '.join(offered)}"
+            checks.append(Check(False, "invalid", subject, detail))
+    return checks
+
+
+def _portal(client: HubSpotClient, configured: str | None) -> Check:
+    """The portal the token belongs to, against sources.yml's `portal_id`."""
+    try:
+        actual = client.portal_id()
+    except HubSpotError as exc:
+        if configured is None:
+            return Check(True, "note", "portal_id", f"cannot read the account details: {exc}")
+        return _failed("portal_id", exc)
+    if configured is None:
+        return Check(
+            True,
+            "note",
+            "portal_id",
+            f"not set; add `portal_id: {actual}` under hubspot: in sources.yml "
+            "for the card's Open in HubSpot link",
+        )
+    if configured != actual:
+        return Check(
+            False,
+            "invalid",
+            "portal_id",
+            f"sources.yml says {configured} but the token belongs to portal {actual}: "
+            "the card would link into the wrong portal",
+        )
+    return Check(True, "ok", "portal_id", f"{actual}: the card links into this portal")
 
 
 class _Creator:
