@@ -563,6 +563,7 @@ def _settle(
     for kind, enabled in (
         ("webhook", bool(settings.handoff_webhook_url)),
         ("hubspot", settings.hubspot_token is not None),
+        ("salesforce", bool(services.salesforce_write_back)),  # salesforce: leads only
     ):
         if enabled:
             outbox.enqueue(
