@@ -99,6 +99,7 @@ class FakeSalesforce:
     """Fake Salesforce org on 127.0.0.1; `url` is both SALESFORCE_URL and instance_url."""
 
     def __init__(self, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET) -> None:
+        self._lock = threading.Condition()
         self.client_id = client_id
         self.client_secret = client_secret
         self.url = ""
@@ -115,7 +116,6 @@ class FakeSalesforce:
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
         self._down = False
-        self._lock = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
