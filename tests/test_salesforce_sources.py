@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from bot.cli import main
@@ -178,3 +179,13 @@ def test_salesforce_settings_come_all_together(values, expected) -> None:
     settings = Settings(**values)
     assert any(problem.startswith(expected) for problem in settings.problems_for_run())
     assert not settings.salesforce_configured
+
+
+def test_the_readme_example_validates_against_the_example_definition() -> None:
+    readme = (DATA.parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Connect Salesforce", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    signal_ids = frozenset({"demo_request", "pricing_page"})
+    source = parse_sources(yaml.safe_load(block), signal_ids=signal_ids).salesforce
+    assert source is not None and source.fields["owner"] == ("Owner.Email",)
+    assert source.write_back == DEFAULT_WRITE_BACK and source.poll_every == 60
