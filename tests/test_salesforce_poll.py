@@ -175,7 +175,17 @@ def test_the_first_poll_starts_now_not_at_the_history(fake, client, db) -> None:
     assert ingest.ids == [recent]
 
 
-def test_one_process_polls_at_a_time(fake, client, db) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, db_url) -> Iterator[Database]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else db_url
+    database = Database(url)
+    database.create_schema()
+    yield database
+    database.dispose()
+
+
+def test_one_process_polls_at_a_time(fake, client, any_db) -> None:
+    db = any_db
     ids = add_leads(fake, 300)
     other_returned = threading.Event()
     first_page_in = threading.Event()
