@@ -6,6 +6,7 @@ the Lead through the outbox (PATCH against the fake Salesforce)."""
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot import clock, metrics
+from bot import clock
 from bot.blocks.card import ACCEPT
+from bot.crm.webhook import ingest_records
+from bot.intake import Intake
+from bot.salesforce.poll import as_record
 from bot.scheduler import SALESFORCE_POLL_JOB, build_scheduler, salesforce_poll
 from store.models import Handoff, Lead, Outbox
 from tests.conftest import lead
@@ -99,6 +103,14 @@ def outbox_rows(db) -> list[Outbox]:
         return list(session.scalars(select(Outbox).where(Outbox.kind == "salesforce")))
 
 
+def invalid_count(app) -> float:
+    """handoff_crm_records_total{outcome="invalid",source="salesforce"}, as /metrics says."""
+    text = app.http.get("/metrics").text
+    pattern = r'^handoff_crm_records_total\{outcome="invalid",source="salesforce"\} (\S+)$'
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def handoff_of(db, external_id: str) -> Handoff:
     with db.session() as session:
         lead_row = session.scalars(select(Lead).where(Lead.external_id == external_id)).one()
@@ -111,8 +123,7 @@ def test_a_polled_lead_is_handed_to_its_owner_and_a_bad_one_is_named_apart(
     bad = qualifying(salesforce, Email="ana at acme")
     good = qualifying(salesforce, Email="bea@acme.example", FirstName="Bea", LastName="Ng")
     app = start(app_factory, db, salesforce, tmp_path)
-    invalid = metrics.CRM_RECORDS.labels("salesforce", "invalid")
-    before = invalid._value.get()
+    before = invalid_count(app)
     with caplog.at_level(logging.INFO):
         poll(app)
     [card] = fake_slack.calls_to("chat.postMessage")
@@ -120,13 +131,34 @@ def test_a_polled_lead_is_handed_to_its_owner_and_a_bad_one_is_named_apart(
     assert "Bea Ng" in card.args["text"]
     with db.session() as session:
         assert session.scalars(select(Lead.external_id)).all() == [f"salesforce:{good}"]
-    assert invalid._value.get() == before + 1
+    assert invalid_count(app) == before + 1
     assert f"salesforce:{bad}" in caplog.text
     assert "from Salesforce: email (property Email)" in caplog.text
     assert "ana at acme" not in caplog.text  # the field, never its value
 
     poll(app)  # nothing changed in Salesforce: nothing more
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
+
+
+def test_each_record_of_a_page_gets_its_outcome_the_bad_one_named(
+    app_factory, db, fake_slack, salesforce, tmp_path
+) -> None:
+    app = start(app_factory, db, salesforce, tmp_path)
+    records = [
+        {"Id": "00Q000000000001AAA", "SystemModstamp": "2026-11-27T09:00:00.000+0000"},
+        {"Id": "00Q000000000002AAA", "Email": "bad@", "Company": "Acme"},
+        {"Id": "00Q000000000003AAA", "Email": "c@acme.example", "Company": "Acme"},
+    ]
+    services = app.services
+    intake = Intake(services.db, services.definition, delivery=services.delivery)
+    source = services.sources.salesforce
+    results = ingest_records(services, intake, source, [as_record(r) for r in records])
+    assert [(r["id"], r["outcome"]) for r in results] == [
+        ("salesforce:00Q000000000001AAA", "nurture"),
+        ("salesforce:00Q000000000002AAA", "invalid"),
+        ("salesforce:00Q000000000003AAA", "nurture"),
+    ]
+    assert results[1]["errors"][0]["field"] == "email (property Email)"
 
 
 def test_acceptance_is_written_to_the_lead(app_factory, db, fake_slack, salesforce, tmp_path):
