@@ -153,6 +153,18 @@ def test_an_outage_mid_poll_keeps_the_pages_already_taken(fake, client, db, capl
     assert ingest.ids == ids
 
 
+def test_a_field_salesforce_does_not_know_stops_the_poll_with_its_name(
+    fake, client, db, caplog
+) -> None:
+    add_leads(fake, 3)
+    source = parse_sources({"salesforce": {"fields": {"email": "Email", "title": "Job__c"}}})
+    with caplog.at_level(logging.ERROR):
+        assert poll_job(client, db, Recorder(), source.salesforce, start_ms=T0_MS) is None
+    assert "No such column 'Job__c'" in caplog.text
+    assert "run `handoff salesforce check`" in caplog.text
+    assert cursor_row(db).cursor_ms == T0_MS  # nothing skipped: fixed, it polls from here
+
+
 def test_an_expired_session_mid_poll_is_renewed(fake, client, db) -> None:
     ids = add_leads(fake, 450)
     ingest = Recorder()

@@ -157,6 +157,9 @@ def poll_job(
     except SalesforceRefused:
         logger.exception("Salesforce poll refused; run `handoff salesforce check`")
         return None
+    except SalesforceError as exc:  # the query itself refused: a field sources.yml names
+        logger.error("Salesforce poll refused: %s; run `handoff salesforce check`", exc)
+        return None
     except Exception:
         logger.exception("Salesforce poll failed; it resumes from the stored cursor next time")
         return None
