@@ -46,7 +46,7 @@ class Services:
         if settings.salesforce_configured:  # polling and write-back
             self.salesforce = SalesforceClient(
                 self.http,
-                settings.salesforce_url or "",
+                (settings.salesforce_url or "").strip(),
                 (settings.salesforce_client_id or "").strip(),
                 secret(settings.salesforce_client_secret),
             )

@@ -41,7 +41,7 @@ def check(env: Env) -> None:
     with httpx.Client(timeout=10.0) as http:
         client = SalesforceClient(
             http,
-            settings.salesforce_url or "",
+            (settings.salesforce_url or "").strip(),
             (settings.salesforce_client_id or "").strip(),
             secret(settings.salesforce_client_secret),
         )

@@ -29,6 +29,7 @@ API_VERSION = "62.0"
 TOKEN_PATH = "/services/oauth2/token"
 MODIFIED = "SystemModstamp"  # changes by users and by the system alike; indexed
 BATCH_SIZE = 2000  # records a query page (Salesforce: 200 to 2,000)
+QUERY_TIMEOUT = 60.0  # seconds for a page of 2,000 records (the app's client waits 10)
 
 
 class SalesforceError(Exception):
@@ -208,6 +209,7 @@ class SalesforceClient:
         json: Any = None,
         headers: dict[str, str] | None = None,
         wait: bool = True,
+        timeout: float | None = None,
     ) -> Any:
         """One API call; the parsed JSON (None for a 204). `wait=False` raises on a rate
         limit at once, with its `retry_after` (the outbox waits, not the worker)."""
@@ -223,6 +225,7 @@ class SalesforceClient:
                     params=params,
                     json=json,
                     headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                    **({"timeout": timeout} if timeout else {}),
                 )
             except httpx.HTTPError as exc:
                 raise SalesforceUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
@@ -285,6 +288,7 @@ class SalesforceClient:
             data_path("query"),
             params={"q": soql},
             headers={"Sforce-Query-Options": f"batchSize={batch_size}"},
+            timeout=QUERY_TIMEOUT,
         )
         return _page(body)
 
@@ -295,7 +299,10 @@ class SalesforceClient:
         if not next_url.startswith(prefix) or ".." in next_url or "?" in next_url:
             raise SalesforceError(f"unexpected nextRecordsUrl {next_url[:100]!r}")
         body = self._call(
-            "GET", next_url, headers={"Sforce-Query-Options": f"batchSize={batch_size}"}
+            "GET",
+            next_url,
+            headers={"Sforce-Query-Options": f"batchSize={batch_size}"},
+            timeout=QUERY_TIMEOUT,
         )
         return _page(body)
 
