@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt import App, BoltContext
 
 from bot import cards, digest, reminders, review, writeback  # noqa: F401 - senders
-from bot.crm.sources import Sources
+from bot.crm.sources import Sources, with_salesforce_url
 from bot.definition import Definition
 from bot.services import Services
 from bot.settings import Settings, secret
@@ -31,7 +31,7 @@ def build_services(
         definition=definition,
         slack=slack,
         directory=Directory(db, slack),
-        sources=sources,
+        sources=with_salesforce_url(sources, settings.salesforce_url),
     )
 
 

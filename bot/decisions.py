@@ -565,6 +565,7 @@ def _settle(
     for kind, enabled in (
         ("webhook", bool(settings.handoff_webhook_url)),
         ("hubspot", settings.hubspot_token is not None),
+        ("salesforce", bool(services.salesforce_write_back) and _from_salesforce(session, handoff)),
     ):
         if enabled:
             outbox.enqueue(
@@ -592,6 +593,12 @@ def _enqueue_owner_write_back(
             handoff_id=handoff_id,
             now=now,
         )
+
+
+def _from_salesforce(session: Session, handoff: Handoff) -> bool:
+    """Only a lead polled from Salesforce has a Lead record to write the decision to."""
+    lead = session.get(Lead, handoff.lead_id)
+    return lead is not None and lead.external_id.startswith("salesforce:")
 
 
 def _enqueue_card_update(session: Session, handoff: Handoff, now: datetime) -> None:

@@ -20,6 +20,7 @@ from bot import clock, digest, reminders, review
 from bot.crm.webhook import ingest_records
 from bot.hubspot.poll import poll_job
 from bot.intake import Intake
+from bot.salesforce import poll as salesforce
 from bot.services import Services
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ SLA_SWEEP_JOB = "sla-sweep"
 DIGEST_JOB = "weekly-digest"
 DIGEST_CATCH_UP_JOB = "weekly-digest-catch-up"
 HUBSPOT_POLL_JOB = "hubspot-poll"
+SALESFORCE_POLL_JOB = "salesforce-poll"
 REVIEW_JOB = "definition-review"
 REVIEW_CHECK_HOURS = 1
 
@@ -87,6 +89,12 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
         scheduler.add_job(
             job, IntervalTrigger(seconds=seconds), id=HUBSPOT_POLL_JOB, next_run_time=now
         )
+    poll = salesforce_poll(services)
+    if poll is not None:
+        seconds, job = poll
+        scheduler.add_job(
+            job, IntervalTrigger(seconds=seconds), id=SALESFORCE_POLL_JOB, next_run_time=now
+        )
     return scheduler
 
 
@@ -106,3 +114,23 @@ def hubspot_poll(services: Services) -> tuple[float, Callable[[], Any]] | None:
 
     client = services.hubspot
     return source.poll_every, partial(poll_job, client, services.db, ingest, source.properties)
+
+
+def salesforce_poll(services: Services) -> tuple[float, Callable[[], Any]] | None:
+    """sources.yml's `salesforce.poll_every`, and the job that polls (as for HubSpot)."""
+    source = services.sources.salesforce if services.sources else None
+    if source is None or not source.poll_every:
+        return None
+    if services.salesforce is None:
+        logger.error(
+            "sources.yml polls Salesforce but SALESFORCE_URL, SALESFORCE_CLIENT_ID and "
+            "SALESFORCE_CLIENT_SECRET are not all set: not polling"
+        )
+        return None
+    intake = Intake(services.db, services.definition, delivery=services.delivery)
+
+    def ingest(records: list[dict[str, Any]]) -> None:
+        ingest_records(services, intake, source, records)
+
+    client = services.salesforce
+    return source.poll_every, partial(salesforce.poll_job, client, services.db, ingest, source)

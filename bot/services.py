@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from bot.crm.sources import Sources
 from bot.definition import Definition
 from bot.hubspot.api import HubSpotClient, Owners
+from bot.salesforce.api import SalesforceClient
 from bot.settings import Settings, secret
 from bot.slack import Directory
 from store.db import Database
@@ -31,6 +32,7 @@ class Services:
     delivery: Delivery = field(init=False)
     hubspot: HubSpotClient | None = field(init=False, default=None)
     hubspot_owners: Owners | None = field(init=False, default=None)
+    salesforce: SalesforceClient | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         from bot.delivery import Delivery
@@ -46,3 +48,19 @@ class Services:
                 **({"search_per_second": source.search_per_second} if source else {}),
             )
             self.hubspot_owners = Owners(self.hubspot)
+        settings = self.settings
+        if settings.salesforce_configured:  # polling and write-back
+            self.salesforce = SalesforceClient(
+                self.http,
+                (settings.salesforce_url or "").strip(),
+                (settings.salesforce_client_id or "").strip(),
+                secret(settings.salesforce_client_secret),
+            )
+
+    @property
+    def salesforce_write_back(self) -> dict[str, str]:
+        """The Lead fields a decision is written to; empty when Salesforce is not connected."""
+        source = self.sources.salesforce if self.sources else None
+        if self.salesforce is None or source is None:
+            return {}
+        return source.write_back

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     hubspot_client_secret: SecretStr | None = None  # verifies X-HubSpot-Signature-v3
     hubspot_webhook_key: SecretStr | None = None  # or X-Handoff-Key on the webhook
     handoff_public_url: str | None = None  # the base URL HubSpot calls, to rebuild the URI
+    # Salesforce: a connected app's OAuth 2.0 client credentials flow (README "Connect
+    # Salesforce"). SALESFORCE_URL is the org's My Domain URL; the token endpoint is there.
+    salesforce_url: str | None = None
+    salesforce_client_id: str | None = None  # the consumer key
+    salesforce_client_secret: SecretStr | None = None  # the consumer secret
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -67,6 +72,7 @@ class Settings(BaseSettings):
             self.hubspot_token,
             self.hubspot_client_secret,
             self.hubspot_webhook_key,
+            self.salesforce_client_secret,
         )
         return [secret(value) for value in values if secret(value)]
 
@@ -109,6 +115,35 @@ class Settings(BaseSettings):
             )
         if self.handoff_webhook_url and not secret(self.handoff_webhook_secret):
             problems.append("HANDOFF_WEBHOOK_SECRET: required when HANDOFF_WEBHOOK_URL is set")
+        problems += self.salesforce_problems()
+        return problems
+
+    @property
+    def salesforce_configured(self) -> bool:
+        """All three Salesforce settings are set (polling, write-back, the check)."""
+        return not self.salesforce_problems() and bool(self.salesforce_url)
+
+    def salesforce_problems(self) -> list[str]:
+        """None of the three Salesforce settings, or all three and a URL: one line each."""
+        values = {
+            "SALESFORCE_URL": (self.salesforce_url or "").strip(),
+            "SALESFORCE_CLIENT_ID": (self.salesforce_client_id or "").strip(),
+            "SALESFORCE_CLIENT_SECRET": secret(self.salesforce_client_secret),
+        }
+        if not any(values.values()):
+            return []
+        problems = [
+            f"{name}: required with the other SALESFORCE_ settings (the connected app's "
+            "OAuth client credentials)"
+            for name, value in values.items()
+            if not value
+        ]
+        url = values["SALESFORCE_URL"]
+        if url and not re.match(r"^https?://[^/?#]+/?$", url):
+            problems.append(
+                "SALESFORCE_URL: expected the org's My Domain URL, "
+                "like https://acme.my.salesforce.com"
+            )
         return problems
 
 

@@ -1,4 +1,5 @@
-"""Decisions flowing back upstream: a signed webhook and HubSpot, both through the outbox.
+"""Decisions flowing back upstream: a signed webhook, HubSpot and Salesforce (its sender
+is in bot/salesforce/writeback.py), all through the outbox.
 
 Both are optional and off by default. A sender here never blocks Slack: it runs
 on the delivery worker after the decision committed, is retried with backoff
@@ -23,6 +24,7 @@ from bot.delivery import sender
 from bot.hubspot.api import HubSpotError, HubSpotUnavailable
 from bot.hubspot.options import DEFAULT_VALUES, LEAD_STATUS, LIFECYCLE_STAGE, OWNER, WriteBack
 from bot.logs import lead_event
+from bot.salesforce.writeback import send_salesforce  # noqa: F401 - registers its sender
 from bot.send_failures import Permanent, Retry, Unavailable
 from bot.services import Services
 from bot.settings import secret

@@ -46,7 +46,7 @@ REPS = {
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's Slack, database or logging settings."""
     for name in list(os.environ):
-        ours = name.startswith(("SLACK_", "HANDOFF_", "HUBSPOT_")) or name in (
+        ours = name.startswith(("SLACK_", "HANDOFF_", "HUBSPOT_", "SALESFORCE_")) or name in (
             "DATABASE_URL",
             "PORT",
             "LOG_LEVEL",

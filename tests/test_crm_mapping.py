@@ -177,3 +177,22 @@ def test_an_attribute_error_names_its_property() -> None:
     assert str(error.value) == (
         "attributes.notes (property hs_notes): must not contain a NUL character"
     )
+
+
+def test_a_salesforce_record_links_to_its_lightning_page_with_the_id_encoded() -> None:
+    from bot.crm.links import record_url
+    from bot.crm.sources import parse_sources, with_salesforce_url
+
+    sources = with_salesforce_url(
+        parse_sources({"salesforce": {"fields": {"email": "Email"}}}),
+        " https://acme.my.salesforce.com/ ",
+    )
+    assert record_url("salesforce:00Q5e000001abcD", sources) == (
+        "https://acme.my.salesforce.com/lightning/r/Lead/00Q5e000001abcD/view"
+    )
+    assert record_url("salesforce:1/../x?y#<!channel>", sources) == (
+        "https://acme.my.salesforce.com/lightning/r/Lead/1%2F..%2Fx%3Fy%23%3C%21channel%3E/view"
+    )
+    assert record_url("salesforce:00Q1", with_salesforce_url(sources, None)) is not None
+    unset = parse_sources({"salesforce": {"fields": {"email": "Email"}}})
+    assert record_url("salesforce:00Q1", unset) is None  # no SALESFORCE_URL: no link

@@ -369,11 +369,13 @@ def test_write_back_keys_are_checked_with_their_paths() -> None:
     ]
 
 
-def test_write_back_keys_belong_to_hubspot_only() -> None:
-    text = "salesforce:\n  fields: {email: Email}\n  write_back: {owner: true}\n"
+def test_hubspot_keys_belong_to_hubspot_only() -> None:
+    text = "salesforce:\n  fields: {email: Email}\n  portal_id: 1\n  write_back: {owner: true}\n"
     with pytest.raises(SourcesError) as caught:
         parse_sources(yaml_of(text))
-    assert caught.value.problems[0].startswith("salesforce.write_back: unknown key")
+    problems = caught.value.problems
+    assert any(p.startswith("salesforce.portal_id: unknown key") for p in problems), problems
+    assert any(p.startswith("salesforce.write_back.owner: unknown key") for p in problems)
 
 
 def test_a_value_set_to_null_leaves_the_status_alone() -> None:

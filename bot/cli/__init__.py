@@ -9,6 +9,7 @@ from bot.cli import (  # noqa: F401 - each module registers its commands
     lead_cmd,
     report_cmd,
     run_cmd,
+    salesforce_cmd,
 )
 from bot.cli.base import main
 

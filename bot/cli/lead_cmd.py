@@ -6,7 +6,7 @@ import click
 
 from bot.cli.base import Env, fail, main, pass_env
 from bot.crm.links import crm_name, record_url
-from bot.crm.sources import SourcesError, read_sources
+from bot.crm.sources import SourcesError, read_sources, with_salesforce_url
 from bot.definition import Definition, DefinitionError, load_definition
 from bot.history import lead_story, render_story
 
@@ -32,7 +32,7 @@ def _record_url(env: Env, lead_id: str) -> str | None:
         sources = read_sources(env.settings.handoff_sources)
     except SourcesError:
         return None
-    return record_url(lead_id, sources)
+    return record_url(lead_id, with_salesforce_url(sources, env.settings.salesforce_url))
 
 
 def _labels(env: Env) -> Definition | None:

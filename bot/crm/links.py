@@ -13,6 +13,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from bot.crm.sources import CrmSource, Sources
+from bot.salesforce.links import salesforce_record_url
 
 # HubSpot's object type ids, as its record URLs spell them.
 HUBSPOT_OBJECT_TYPES = {"contacts": "0-1", "companies": "0-2", "deals": "0-3", "tickets": "0-5"}
@@ -37,8 +38,17 @@ def _hubspot(record_id: str, sources: Sources) -> str | None:
     return hubspot_url(record_id, sources.hubspot) if sources.hubspot else None
 
 
+def _salesforce(record_id: str, sources: Sources) -> str | None:
+    if sources.salesforce is None or not sources.salesforce_url:
+        return None
+    return salesforce_record_url(sources.salesforce_url, record_id, sources.salesforce.object)
+
+
 # id prefix -> the URL of one record, and the CRM's name on the button.
-BUILDERS: dict[str, Callable[[str, Sources], str | None]] = {"hubspot": _hubspot}
+BUILDERS: dict[str, Callable[[str, Sources], str | None]] = {
+    "hubspot": _hubspot,
+    "salesforce": _salesforce,
+}
 NAMES = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
 
 

@@ -8,7 +8,7 @@ no connector: `read_sources` answers None.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,22 @@ TEXT_FIELDS = ("name", "title", "company", "source", "campaign")  # a list is jo
 SINGLE_FIELDS = ("email", "owner", "created_at")  # one property each: joining makes no sense
 LEAD_FIELDS = ("email", "name", "title", "company", "owner", "source", "campaign", "created_at")
 KEYS = ("object", "fields", "attributes", "signals", "poll_every")
-# hubspot: only (portal_id, app_url and write_back are read in bot/hubspot/options.py)
-EXTRA_KEYS = {"hubspot": ("portal_id", "app_url", "write_back", "search_per_second")}
-# HubSpot internal names (firstname, hs_lead_status) and Salesforce API names (Custom__c).
+# Keys of one CRM only (hubspot: portal_id, app_url and write_back are read in
+# bot/hubspot/options.py; salesforce: write_back, the Lead fields a decision goes to).
+EXTRA_KEYS = {
+    "hubspot": ("portal_id", "app_url", "write_back", "search_per_second"),
+    "salesforce": ("write_back",),
+}
+# Salesforce only: the Lead fields a decision is written to (README "Connect Salesforce").
+WRITE_BACK_KEYS = ("status", "reason", "note")
+DEFAULT_WRITE_BACK = {"status": "Handoff_Status__c", "reason": "Handoff_Reason__c"}
+# HubSpot internal names (firstname, hs_lead_status).
 _PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+# Salesforce API names (Email, Custom__c, ns__Field__c), or a relationship path of up to
+# five of them (Owner.Email): nothing else can reach a SOQL query.
+_API_NAME = r"[A-Za-z][A-Za-z0-9_]{0,79}"
+_FIELD_PATH = re.compile(rf"^{_API_NAME}(?:\.{_API_NAME}){{0,4}}$")
+_FIELD = re.compile(rf"^{_API_NAME}$")
 _SIGNAL = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION = re.compile(r"^(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?$")
 MIN_POLL_SECONDS = 5.0
@@ -56,6 +68,8 @@ class CrmSource:
     poll_every: float | None = None  # seconds; None: push only
     hubspot: HubSpotOptions | None = None  # write-back and the record link (hubspot: only)
     search_per_second: float = DEFAULT_SEARCH_RATE  # a poll's pace (HubSpot's search limit)
+    # Salesforce: "status"/"reason"/"note" -> the Lead field written; empty: no write-back.
+    write_back: dict[str, str] = field(default_factory=dict)
 
     @property
     def properties(self) -> tuple[str, ...]:
@@ -69,7 +83,16 @@ class CrmSource:
 class Sources:
     hubspot: CrmSource | None = None
     salesforce: CrmSource | None = None
+    # SALESFORCE_URL (a setting, not a sources.yml key): where a Lead's link opens.
+    salesforce_url: str | None = None
     source: str = DEFAULT_PATH
+
+
+def with_salesforce_url(sources: Sources | None, url: str | None) -> Sources | None:
+    """`sources` knowing SALESFORCE_URL, the org a Lead's link opens in."""
+    if sources is None or not url or not url.strip():
+        return sources
+    return replace(sources, salesforce_url=url.strip())
 
 
 def parse_duration_seconds(text: str) -> float:
@@ -81,10 +104,27 @@ def parse_duration_seconds(text: str) -> float:
     return float(hours * 3600 + minutes * 60 + seconds)
 
 
-def _property(r: _Reader, node: Any, path: str) -> str | None:
+def _property(r: _Reader, node: Any, path: str, crm: str = "hubspot") -> str | None:
+    if crm == "salesforce":
+        return _api_name(r, node, path, relationship=True)
     if isinstance(node, str) and _PROPERTY.match(node.strip()):
         return node.strip()
     r.problem(path, f"expected a property name (letters, digits and _), got {_kind(node)}")
+    return None
+
+
+def _api_name(r: _Reader, node: Any, path: str, *, relationship: bool) -> str | None:
+    """A Salesforce field API name (`Email`, `Demo_Requested__c`), or with `relationship`
+    a path through lookups (`Owner.Email`)."""
+    pattern = _FIELD_PATH if relationship else _FIELD
+    if isinstance(node, str):
+        name = node.strip()
+        if pattern.match(name) and not any(p.endswith("_") for p in name.split(".")):
+            return name
+    what = "a field API name like Email or Custom__c"
+    if relationship:
+        what += " (or a relationship path like Owner.Email)"
+    r.problem(path, f"expected {what}, got {_kind(node)}")
     return None
 
 
@@ -102,19 +142,24 @@ def _fields(r: _Reader, crm: str, node: Any) -> dict[str, tuple[str, ...]]:
         if isinstance(value, list) and name not in SINGLE_FIELDS:
             if not value:
                 r.problem(where, "expected at least one property name")
-            names = [_property(r, item, _join(where, i)) for i, item in enumerate(value)]
+            names = [_property(r, item, _join(where, i), crm) for i, item in enumerate(value)]
             if value and all(names):
                 out[name] = tuple(n for n in names if n)
         elif isinstance(value, list):
             r.problem(where, f"expected one property name, got a list ({name} is not joined)")
         else:
-            prop = _property(r, value, where)
-            if prop:
+            prop = _property(r, value, where, crm)
+            if prop and crm == "salesforce" and name == "owner" and "." not in prop:
+                # Salesforce has no owners list to resolve an id with (HubSpot does).
+                r.problem(where, f"expected the owner's email, like Owner.Email, got {prop}")
+            elif prop:
                 out[name] = (prop,)
     return out
 
 
-def _named(r: _Reader, node: Any, path: str, *, signal: bool) -> dict[str, str]:
+def _named(
+    r: _Reader, node: Any, path: str, *, signal: bool, crm: str = "hubspot"
+) -> dict[str, str]:
     if node is None:
         return {}
     if not isinstance(node, dict):
@@ -129,9 +174,25 @@ def _named(r: _Reader, node: Any, path: str, *, signal: bool) -> dict[str, str]:
         if signal and not _SIGNAL.match(name):
             r.problem(where, "expected a signal id of lower-case letters, digits and _")
             continue
-        prop = _property(r, value, where)
+        prop = _property(r, value, where, crm)
         if prop:
             out[name] = prop
+    return out
+
+
+def _write_back(r: _Reader, node: Any, path: str) -> dict[str, str]:
+    """`write_back:` absent: Handoff's default fields; `false`: none; else a mapping."""
+    if node is None:
+        return dict(DEFAULT_WRITE_BACK)
+    if node is False:
+        return {}
+    data = r.mapping(node, path, optional=WRITE_BACK_KEYS)
+    out: dict[str, str] = {}
+    for key, value in (data or {}).items():
+        if key in WRITE_BACK_KEYS:
+            name = _api_name(r, value, _join(path, key), relationship=False)
+            if name:
+                out[key] = name
     return out
 
 
@@ -143,10 +204,17 @@ def _crm(r: _Reader, crm: str, node: Any, signal_ids: frozenset[str] | None) -> 
     options = parse_options(r, data, crm) if crm == "hubspot" else None
     obj = DEFAULT_OBJECT[crm]
     if data.get("object") is not None:
-        obj = _property(r, data["object"], _join(crm, "object")) or obj
+        where = _join(crm, "object")
+        if crm == "salesforce":
+            obj = _api_name(r, data["object"], where, relationship=False) or obj
+        else:
+            obj = _property(r, data["object"], where) or obj
     fields = _fields(r, crm, data.get("fields"))
-    attributes = _named(r, data.get("attributes"), _join(crm, "attributes"), signal=False)
-    signals = _named(r, data.get("signals"), _join(crm, "signals"), signal=True)
+    attributes = _named(r, data.get("attributes"), _join(crm, "attributes"), signal=False, crm=crm)
+    signals = _named(r, data.get("signals"), _join(crm, "signals"), signal=True, crm=crm)
+    write_back = {}
+    if crm == "salesforce":
+        write_back = _write_back(r, data.get("write_back"), _join(crm, "write_back"))
     if signal_ids is not None:
         for name in signals:
             if name not in signal_ids:
@@ -175,7 +243,17 @@ def _crm(r: _Reader, crm: str, node: Any, signal_ids: frozenset[str] | None) -> 
     rate = DEFAULT_SEARCH_RATE
     if crm == "hubspot":
         rate = _search_rate(r, _join(crm, "search_per_second"), data.get("search_per_second"))
-    return CrmSource(crm, obj, fields, attributes, signals, poll_every, options, rate)
+    return CrmSource(
+        crm,
+        obj,
+        fields,
+        attributes,
+        signals,
+        poll_every,
+        hubspot=options,
+        search_per_second=rate,
+        write_back=write_back,
+    )
 
 
 def _search_rate(r: _Reader, where: str, raw: Any) -> float:

@@ -227,7 +227,8 @@ def ingest_records(
 ) -> list[dict[str, Any]]:
     """Map CRM records to leads and ingest the valid ones in one go (a webhook's body, a
     poll's page); one result per record, in order, an invalid record reported as such."""
-    owner_email = _owner_lookup(services)
+    # HubSpot names an owner by id (its owners API); Salesforce's mapping reads the email.
+    owner_email = _owner_lookup(services) if source.crm == CRM else None
     results: list[dict[str, Any] | None] = [None] * len(records)
     leads: list[LeadIn] = []
     positions: list[int] = []
@@ -238,7 +239,7 @@ def ingest_records(
         except InvalidLeads as exc:
             rid = record_id(record)
             results[index] = {
-                "id": f"{CRM}:{rid}" if rid else None,
+                "id": f"{source.crm}:{rid}" if rid else None,
                 "outcome": INVALID,
                 "errors": [{"field": e.field, "message": e.message} for e in exc.errors],
             }
@@ -247,19 +248,23 @@ def ingest_records(
         results[index] = outcome.to_json()
     done = [result for result in results if result is not None]
     for index, result in enumerate(done):
-        _count(result, index)
+        _count(result, index, source.crm)
     return done
 
 
-def _count(result: dict[str, Any], index: int) -> None:
+_NAMES = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
+
+
+def _count(result: dict[str, Any], index: int, crm: str = CRM) -> None:
     """The record's count in the metrics and its line in the log."""
     outcome = result["outcome"]
-    metrics.CRM_RECORDS.labels(CRM, outcome).inc()
+    name = _NAMES.get(crm, crm)
+    metrics.CRM_RECORDS.labels(crm, outcome).inc()
     if outcome == INVALID:
         fields = ", ".join(error["field"] or "record" for error in result["errors"])
-        lead_event(result["id"] or f"{CRM} record #{index}", "invalid", f"from HubSpot: {fields}")
+        lead_event(result["id"] or f"{crm} record #{index}", "invalid", f"from {name}: {fields}")
         return
-    report_received(result, via="from HubSpot: ")
+    report_received(result, via=f"from {name}: ")
 
 
 def _json_problem(exc: BaseException) -> str:
