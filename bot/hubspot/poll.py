@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from bot import clock
+from bot.crm.lease import claim_poll, release_poll
 from bot.hubspot.api import (
     MODIFIED,
     SEARCH_CAP,
@@ -37,7 +36,7 @@ from bot.hubspot.api import (
     HubSpotUnavailable,
     SearchPage,
 )
-from store.crm import claim_cursor, create_cursor, load_cursor, release_cursor, save_cursor
+from store.crm import save_cursor
 from store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ def poll_once(
     raised; the cursor then stays after the last page ingest accepted.
     """
     owner = uuid.uuid4().hex
-    claimed = _claim(db, source, owner, start_ms, lease)
+    claimed = claim_poll(db, source, owner, start_ms, lease)
     if claimed is None:
         return PollResult(skipped=True)
 
@@ -153,33 +152,7 @@ def poll_once(
         return result
     finally:
         ahead.shutdown(wait=True, cancel_futures=True)
-        _release(db, source, owner, lease)
-
-
-def _release(db: Database, source: str, owner: str, lease: timedelta) -> None:
-    try:
-        with db.transaction() as session:
-            release_cursor(session, source, owner)
-    except Exception:  # noqa: BLE001 - keep the poll's own error; the lease runs out anyway
-        logger.exception("cannot release the %s poll lease; it runs out within %s", source, lease)
-
-
-def _claim(
-    db: Database, source: str, owner: str, start_ms: int | None, lease: timedelta
-) -> tuple[int, set[str]] | None:
-    with db.session() as session:
-        exists = load_cursor(session, source) is not None
-    if not exists:
-        start = int(clock.now().timestamp() * 1000) if start_ms is None else start_ms
-        try:
-            with db.transaction() as session:
-                create_cursor(session, source, start, now=clock.now())
-        except IntegrityError:
-            pass  # another process created it at the same moment
-    now = clock.now()
-    with db.transaction() as session:
-        row = claim_cursor(session, source, owner, now=now, until=now + lease)
-        return None if row is None else (row.cursor_ms, set(row.seen_ids))
+        release_poll(db, source, owner, lease)
 
 
 def _past_cursor(

@@ -19,10 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot import clock
+from bot.crm.lease import claim_poll, release_poll
 from bot.crm.sources import CrmSource
 from bot.hubspot.poll import LEASE, PollResult
-from bot.hubspot.poll import _claim as claim_poll
-from bot.hubspot.poll import _release as release_poll
 from bot.salesforce.api import (
     BATCH_SIZE,
     MODIFIED,
