@@ -100,6 +100,8 @@ def _json_column(default_factory: Any = dict) -> Any:
 class LeadStatus:
     NURTURE = "nurture"
     MISSING_CONTEXT = "missing_context"
+    # Recycled, then qualified again on new intent before its reason's cooldown ended.
+    COOLING_DOWN = "cooling_down"
     HANDED_OFF = "handed_off"
     ACCEPTED = "accepted"
     DISQUALIFIED = "disqualified"
@@ -135,6 +137,10 @@ class Lead(SQLModel, table=True):
     score: int = 0
     created_at: datetime = _utc_column(nullable=False, index=True)  # the digest's lead counts
     updated_at: datetime = _utc_column(nullable=False, index=True)
+    # Set by a recycle: only signals after `recycled_at` can qualify the lead again, and
+    # it is not handed off before `returns_after` (the reason's cooldown).
+    recycled_at: datetime | None = _utc_column()
+    returns_after: datetime | None = _utc_column()
 
 
 class Verdict(SQLModel, table=True):
