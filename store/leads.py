@@ -12,7 +12,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Session
 
-from store.models import Handoff, Lead, Verdict
+from store.models import Handoff, Lead, LeadStatus, Verdict
 
 _lead = Lead.__table__  # type: ignore[attr-defined]
 _verdict = Verdict.__table__  # type: ignore[attr-defined]
@@ -165,3 +165,18 @@ def handoff_rounds(session: Session, lead_ids: Iterable[int]) -> dict[int, int]:
         .group_by(Handoff.lead_id)
     )
     return {lead_id: count for lead_id, count in rows}
+
+
+def cooling_down(session: Session, now: datetime, *, limit: int = 50) -> list[Lead]:
+    """Recycled leads still with marketing whose cooldown has not ended, soonest back first."""
+    return list(
+        session.scalars(
+            select(Lead)
+            .where(
+                Lead.returns_after > now,
+                Lead.status.in_([LeadStatus.NURTURE, LeadStatus.COOLING_DOWN]),
+            )
+            .order_by(Lead.returns_after, Lead.id)
+            .limit(limit)
+        )
+    )

@@ -185,3 +185,21 @@ def test_bad_cooldown_and_max_cycles_are_named_by_path(where, value, problem):
     with pytest.raises(DefinitionError) as error:
         parse_definition(data)
     assert any(problem in line for line in error.value.problems)
+
+
+def test_the_report_lists_leads_still_cooling_down(recycling, db, monkeypatch):
+    send(recycling, payload(*OLD), MONDAY_10)
+    reject(recycling, db, "bad_timing", MONDAY_10 + timedelta(hours=1))
+    monkeypatch.setenv("DATABASE_URL", db.url)
+    monkeypatch.setenv("HANDOFF_DEFINITION", str(DATA / "definition.yml"))
+    with freeze_time(MONDAY_10 + 3 * DAY):
+        table = CliRunner().invoke(main, ["report"], catch_exceptions=False).output
+        as_json = CliRunner().invoke(main, ["report", "--format", "json"]).output
+    assert table.splitlines()[-2:] == [
+        "Recycled, cooling down (1):",
+        "  crm-1  Acme  may return after 2026-12-07 00:00 UTC",
+    ]
+    assert "cooling down" not in as_json
+    with freeze_time(MONDAY_10 + 15 * DAY):
+        table = CliRunner().invoke(main, ["report"], catch_exceptions=False).output
+    assert "cooling down" not in table

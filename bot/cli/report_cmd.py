@@ -10,7 +10,7 @@ from bot import clock
 from bot.cli.base import Env, fail, main, pass_env
 from bot.digest import build_digest, digest_sections, digest_text, window_for
 from bot.figures import GROUPS
-from bot.report import build_report, render
+from bot.report import build_report, cooling_down_lines, render
 
 
 @main.command()
@@ -82,3 +82,6 @@ def report(env: Env, start: str | None, end: str | None, by: str | None, fmt: st
     if since >= until:
         fail(f"--from: {first} is after {f'--to {last}' if last else 'today'}")
     click.echo(render(build_report(env.db, since, until, by), fmt))
+    if fmt == "table":
+        for line in cooling_down_lines(env.db, clock.now()):
+            click.echo(line)
