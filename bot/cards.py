@@ -7,7 +7,7 @@ the handoff as it is (and the deadline in the owner's own time zone).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -25,6 +25,7 @@ from bot.logs import lead_event
 from bot.routing import route
 from bot.send_failures import Permanent, Retry, slack_retry_after
 from bot.services import Services
+from bot.sla import time_left
 from bot.slack import SlackPerson
 from store import audit
 from store import routing as routing_store
@@ -83,8 +84,10 @@ def build_model(
     detail: dict[str, Any],
     owner_tz: str | None,
     reassigned_to: str | None = None,
+    now: datetime | None = None,
 ) -> CardModel:
-    """The card of a handoff, from its lead and its latest verdict's detail."""
+    """The card of a handoff, from its lead and its latest verdict's detail; `now`
+    puts the time left on an open card."""
     labels = {c.id: c.label for c in definition.fit}
     signal_labels = {s.id: s.label for s in definition.intent.signals}
     fit = tuple(
@@ -129,6 +132,11 @@ def build_model(
         note=handoff.note,
         action=handoff.action,
         reassigned_to=reassigned_to,
+        clock=(
+            time_left(definition, handoff.due_at, now)
+            if now is not None and handoff.status == HandoffStatus.OPEN
+            else None
+        ),
     )
 
 
@@ -251,7 +259,7 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
         return {"skipped": f"handoff is {handoff.status}"}
     email, person = _find_owner(services, handoff, lead)  # may fall back to the pool
     handoff.owner_user_id = person.user_id
-    model = build_model(services.definition, handoff, lead, detail, person.tz)
+    model = build_model(services.definition, handoff, lead, detail, person.tz, now=clock.now())
     result = post_to_user(
         services, person.user_id, text=fallback_text(model), blocks=build_card(model)
     )
@@ -263,7 +271,8 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
 
 @sender("card_update")
 def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
-    """Re-render a posted card in place (after a decision or a reassignment)."""
+    """Re-render a posted card in place (after a decision or a reassignment, and with
+    the time left at each reminder and at the breach)."""
     with services.db.session() as session:
         loaded = _load_card(session, item.payload["handoff_id"])
         if loaded is None:
@@ -273,7 +282,9 @@ def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
             raise Retry(_CARD_NOT_POSTED_YET, "card not posted yet")
         reassigned_to = _reassigned_to(session, handoff)
     tz = _owner_tz(services, handoff.owner_email)
-    model = build_model(services.definition, handoff, lead, detail, tz, reassigned_to)
+    model = build_model(
+        services.definition, handoff, lead, detail, tz, reassigned_to, now=clock.now()
+    )
     services.slack.chat_update(
         channel=handoff.channel, ts=handoff.ts, text=fallback_text(model), blocks=build_card(model)
     )

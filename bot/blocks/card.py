@@ -68,6 +68,7 @@ class CardModel:
     note: str | None = None
     action: str | None = None
     reassigned_to: str | None = None
+    clock: str | None = None  # time left when rendered ("2h left"): Slack cannot tick
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -175,7 +176,8 @@ def build_card(card: CardModel) -> list[Block]:
     )
     blocks.append(
         context(
-            md("⏱ Respond by *{}*", local_time(card.due_at, card.owner_tz)),
+            md("⏱ Respond by *{}*", local_time(card.due_at, card.owner_tz))
+            + (md(" — {}", card.clock) if card.clock else ""),
             md("Why you: {}", card.routed_by),
             md("Lead {}", code(card.lead_external_id)),
         )
