@@ -29,7 +29,8 @@ from bot.sla import time_left
 from bot.slack import SlackPerson
 from store import audit
 from store import routing as routing_store
-from store.models import Handoff, HandoffStatus, Lead, Outbox, Verdict
+from store import snoozes as snooze_store
+from store.models import Handoff, HandoffStatus, Lead, Outbox, Snooze, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def build_model(
     owner_tz: str | None,
     reassigned_to: str | None = None,
     now: datetime | None = None,
+    snoozed: Snooze | None = None,
 ) -> CardModel:
     """The card of a handoff, from its lead and its latest verdict's detail; `now`
     puts the time left on an open card."""
@@ -133,10 +135,14 @@ def build_model(
         action=handoff.action,
         reassigned_to=reassigned_to,
         clock=(
-            time_left(definition, handoff.due_at, now)
+            # A snoozed clock stands still: the time left is what remains when it resumes.
+            time_left(definition, handoff.due_at, max(now, snoozed.until) if snoozed else now)
             if now is not None and handoff.status == HandoffStatus.OPEN
             else None
         ),
+        snooze_offered=definition.handoff.sla.snooze_max is not None,
+        snoozed_until=snoozed.until if snoozed else None,
+        snooze_why=snoozed.why if snoozed else None,
     )
 
 
@@ -281,9 +287,11 @@ def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
         if not handoff.channel or not handoff.ts:
             raise Retry(_CARD_NOT_POSTED_YET, "card not posted yet")
         reassigned_to = _reassigned_to(session, handoff)
+        now = clock.now()
+        snoozed = snooze_store.current(session, [handoff.id], now).get(handoff.id)
     tz = _owner_tz(services, handoff.owner_email)
     model = build_model(
-        services.definition, handoff, lead, detail, tz, reassigned_to, now=clock.now()
+        services.definition, handoff, lead, detail, tz, reassigned_to, now=now, snoozed=snoozed
     )
     services.slack.chat_update(
         channel=handoff.channel, ts=handoff.ts, text=fallback_text(model), blocks=build_card(model)

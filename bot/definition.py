@@ -191,6 +191,7 @@ class Sla:
     remind_at: tuple[float, ...]
     escalate_at: float
     escalation_channel: str | None = None
+    snooze_max: BusinessDuration | None = None  # None: the card offers no snooze
 
 
 @dataclass(frozen=True, slots=True)
@@ -669,7 +670,14 @@ def _sla(r: _Reader, node: Any) -> Sla | None:
         node,
         "handoff.sla",
         required=("respond_within",),
-        optional=("business_hours", "holidays", "remind_at", "escalate_at", "escalation_channel"),
+        optional=(
+            "business_hours",
+            "holidays",
+            "remind_at",
+            "escalate_at",
+            "escalation_channel",
+            "snooze_max",
+        ),
     )
     if data is None:
         return None
@@ -700,9 +708,20 @@ def _sla(r: _Reader, node: Any) -> Sla | None:
     channel = None
     if data.get("escalation_channel") is not None:
         channel = r.channel(data["escalation_channel"], "handoff.sla.escalation_channel")
+    snooze_max = None
+    if data.get("snooze_max") is not None:
+        snooze_max = r.parsed(parse_duration, data["snooze_max"], "handoff.sla.snooze_max")
     if within is None or hours is None or escalate_at is None:
         return None
-    return Sla(within, hours, tuple(holidays), tuple(sorted(set(remind_at))), escalate_at, channel)
+    return Sla(
+        within,
+        hours,
+        tuple(holidays),
+        tuple(sorted(set(remind_at))),
+        escalate_at,
+        channel,
+        snooze_max,
+    )
 
 
 def _routing(r: _Reader, node: Any) -> tuple[RoutingRule, ...]:

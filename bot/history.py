@@ -52,6 +52,7 @@ def _describe_audit(row: Audit) -> str:
         "rerouted": lambda d: f"to {d.get('owner')}: {d.get('why')}",
         "not_routed": lambda d: str(d.get("why")),
         "held": lambda d: str(d.get("why")),
+        "snoozed": lambda d: f"until {d.get('until')} ({d.get('length')}): {d.get('why')}",
     }
     describe = words.get(row.action)
     text = describe(detail) if describe else ", ".join(f"{k}={v}" for k, v in detail.items())

@@ -84,8 +84,8 @@ _MINUTE = timedelta(minutes=1)
 
 
 def _short(delta: timedelta) -> str:
-    """'2h', '2h 30m', '45m' (whole minutes, rounded down)."""
-    hours, minutes = divmod(int(delta.total_seconds() // 60), 60)
+    """'2h', '2h 30m', '45m' (to the nearest minute)."""
+    hours, minutes = divmod(round(delta.total_seconds() / 60), 60)
     if not hours:
         return f"{minutes}m"
     return f"{hours}h {minutes}m" if minutes else f"{hours}h"

@@ -8,9 +8,17 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 
-from bot import decisions
-from bot.blocks.card import ACCEPT, COMMERCIAL, COMMERCIAL_BLOCK, OPEN_CARD, REASSIGN, REJECT
-from bot.blocks.modals import reassign_modal, reject_modal
+from bot import decisions, snooze
+from bot.blocks.card import (
+    ACCEPT,
+    COMMERCIAL,
+    COMMERCIAL_BLOCK,
+    OPEN_CARD,
+    REASSIGN,
+    REJECT,
+    SNOOZE,
+)
+from bot.blocks.modals import reassign_modal, reject_modal, snooze_modal
 from bot.decisions import Refused
 from bot.replies import tell_refusal
 from bot.services import Services
@@ -120,6 +128,31 @@ def on_reassign(
     )
 
 
+def _snooze_view(services: Services, handoff: Any) -> dict[str, Any]:
+    lengths = [(choice.value, choice.label) for choice in snooze.choices(services.definition)]
+    return snooze_modal(handoff.id, decisions.lead_label(services, handoff), lengths)
+
+
+def _can_snooze(services: Services, handoff_id: Any, user_id: str) -> Any:
+    return snooze.can_snooze(services, handoff_id, user_id)
+
+
+def on_snooze(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
+    ack()
+    after_ack(
+        context,
+        open_modal,
+        context["services"],
+        client,
+        body,
+        _can_snooze,
+        _snooze_view,
+        _retried(request),
+    )
+
+
 def acknowledge_only(ack: Ack) -> None:
     """Checkbox ticks are read from the card when the rep decides; link buttons need no work."""
     ack()
@@ -129,5 +162,6 @@ def register(app: App) -> None:
     app.action(ACCEPT)(on_accept)
     app.action(REJECT)(on_reject)
     app.action(REASSIGN)(on_reassign)
+    app.action(SNOOZE)(on_snooze)
     app.action(COMMERCIAL)(acknowledge_only)
     app.action(OPEN_CARD)(acknowledge_only)

@@ -273,6 +273,21 @@ class SlaTimer(SQLModel, table=True):
     late: bool = False
 
 
+class Snooze(SQLModel, table=True):
+    """A pause of one handoff's response clock, until `until`; the timers and the due
+    time moved by `paused_seconds` of business time. One at a time per handoff."""
+
+    __tablename__ = "snooze"
+
+    id: int | None = Field(default=None, primary_key=True)
+    handoff_id: int = Field(foreign_key="handoff.id", index=True)
+    by: str = Field(max_length=64)  # the Slack user who snoozed
+    at: datetime = _utc_column(nullable=False)
+    until: datetime = _utc_column(nullable=False)
+    why: str
+    paused_seconds: int
+
+
 class Audit(SQLModel, table=True):
     """Append-only: rows are inserted, never updated or deleted."""
 
