@@ -7,7 +7,8 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot import decisions, snooze
+from bot import decisions, disputes, snooze
+from bot.blocks.disputes import DISPUTE_NOTE_ACTION, DISPUTE_NOTE_BLOCK, DISPUTE_VIEW
 from bot.blocks.modals import (
     ASSIGNEE_ACTION,
     ASSIGNEE_BLOCK,
@@ -101,7 +102,24 @@ def on_snooze_submitted(
     after_ack(context, snooze.record_after_ack, services, pending)
 
 
+def on_dispute_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+) -> None:
+    services = context["services"]
+    note = _value(view, DISPUTE_NOTE_BLOCK, DISPUTE_NOTE_ACTION).get("value")
+    try:
+        pending = disputes.check_dispute(
+            services, view.get("private_metadata"), body["user"]["id"], note=note
+        )
+    except Refused as refusal:
+        ack(response_action="errors", errors={DISPUTE_NOTE_BLOCK: str(refusal)})
+        return
+    ack()
+    after_ack(context, disputes.record_after_ack, services, pending)
+
+
 def register(app: App) -> None:
     app.view(REJECT_VIEW)(on_reject_submitted)
     app.view(REASSIGN_VIEW)(on_reassign_submitted)
     app.view(SNOOZE_VIEW)(on_snooze_submitted)
+    app.view(DISPUTE_VIEW)(on_dispute_submitted)

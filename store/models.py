@@ -288,6 +288,33 @@ class Snooze(SQLModel, table=True):
     paused_seconds: int
 
 
+class DisputeStatus:
+    OPEN = "open"
+    UPHELD = "upheld"
+    REOPENED = "reopened"
+
+
+class Dispute(SQLModel, table=True):
+    """Marketing's challenge of one rejection, decided by the rep's manager. The unique
+    handoff id makes it one dispute per rejection."""
+
+    __tablename__ = "dispute"
+
+    id: int | None = Field(default=None, primary_key=True)
+    handoff_id: int = Field(foreign_key="handoff.id", unique=True)  # the rejected handoff
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    by: str = Field(max_length=64)  # the marketing owner's Slack user id
+    note: str
+    at: datetime = _utc_column(nullable=False, index=True)
+    manager_email: str = Field(max_length=320)  # who decides
+    status: str = Field(default=DisputeStatus.OPEN, max_length=16)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = _utc_column(index=True)
+    new_handoff_id: int | None = Field(default=None, foreign_key="handoff.id")
+    channel: str | None = Field(default=None, max_length=32)  # the manager's DM
+    ts: str | None = Field(default=None, max_length=32)
+
+
 class Audit(SQLModel, table=True):
     """Append-only: rows are inserted, never updated or deleted."""
 
