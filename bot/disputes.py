@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from bot import clock
 from bot.access import Viewer
-from bot.blocks.common import code, md, mention, section
+from bot.blocks.common import Mrkdwn, code, md, mention, section
 from bot.blocks.disputes import (
     DisputeModel,
     outcome_text,
@@ -50,7 +50,7 @@ DISPUTE_REQUEST = "dispute_request"
 DISPUTE_OUTCOME = "dispute_outcome"
 DISPUTE_UPDATE = "dispute_update"
 NOTE_LIMIT = 3000
-USAGE = "Usage: `/handoff dispute LEAD NOTE` (the lead's id, then why marketing disagrees)."
+USAGE = Mrkdwn("Usage: `/handoff dispute LEAD NOTE` (the lead's id, then why marketing disagrees).")
 
 
 def _marketing_only(services: Services, user_id: str) -> None:

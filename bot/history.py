@@ -52,6 +52,9 @@ def _describe_audit(row: Audit) -> str:
         "rerouted": lambda d: f"to {d.get('owner')}: {d.get('why')}",
         "not_routed": lambda d: str(d.get("why")),
         "held": lambda d: str(d.get("why")),
+        "disputed": lambda d: f"to {d.get('manager')}: {d.get('note')}",
+        "dispute_reopened": lambda d: f"as handoff {d.get('new_handoff_id')}, with a fresh clock",
+        "dispute_upheld": lambda d: "the rejection stands",
         "snoozed": lambda d: f"until {d.get('until')} ({d.get('length')}): {d.get('why')}",
     }
     describe = words.get(row.action)
