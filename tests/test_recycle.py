@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from bot.cli import main
 from bot.definition import Definition, DefinitionError, parse_definition
+from bot.explain import describe_definition
 from store.models import Handoff, Lead
 from tests.conftest import DATA
 from tests.test_decisions import submit_reject, wait_until
@@ -203,3 +204,10 @@ def test_the_report_lists_leads_still_cooling_down(recycling, db, monkeypatch):
     with freeze_time(MONDAY_10 + 15 * DAY):
         table = CliRunner().invoke(main, ["report"], catch_exceptions=False).output
     assert "cooling down" not in table
+
+
+def test_definition_show_explains_cooldowns_and_max_cycles():
+    text = describe_definition(definition_with(max_cycles=2))
+    assert "bad_timing: Bad timing (points at: Buying within 90 days)" in text
+    assert "; not handed off again for 14 days" in text
+    assert "A lead is handed off at most 2 time(s)." in text

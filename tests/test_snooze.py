@@ -19,6 +19,7 @@ from bot.blocks.card import SNOOZE
 from bot.blocks.modals import SNOOZE_VIEW
 from bot.cli import main
 from bot.definition import DefinitionError, parse_definition
+from bot.explain import describe_definition
 from store.models import Handoff, SlaTimer, Snooze
 from tests.conftest import DATA
 from tests.slackreq import view_submission
@@ -184,3 +185,9 @@ def test_a_bad_snooze_max_is_named_by_path():
     assert error.value.problems == [
         "handoff.sla.snooze_max: expected a duration like 30m, 4h, 1d or 1h30m, got 'soon'"
     ]
+
+
+def test_definition_show_mentions_the_snooze(snoozing):
+    assert "A rep may snooze a lead for up to 2h of business time." in describe_definition(
+        snoozing.services.definition
+    )
