@@ -7,7 +7,7 @@ the handoff as it is (and the deadline in the owner's own time zone).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -27,10 +27,12 @@ from bot.logs import lead_event
 from bot.routing import route
 from bot.send_failures import Permanent, Retry, slack_retry_after
 from bot.services import Services
+from bot.sla import time_left
 from bot.slack import SlackPerson
 from store import audit
 from store import routing as routing_store
-from store.models import Handoff, HandoffStatus, Lead, Outbox, Verdict
+from store import snoozes as snooze_store
+from store.models import Handoff, HandoffStatus, Lead, Outbox, Snooze, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +88,11 @@ def build_model(
     owner_tz: str | None,
     reassigned_to: str | None = None,
     sources: Sources | None = None,
+    now: datetime | None = None,
+    snoozed: Snooze | None = None,
 ) -> CardModel:
-    """The card of a handoff, from its lead and its latest verdict's detail."""
+    """The card of a handoff, from its lead and its latest verdict's detail; `now`
+    puts the time left on an open card."""
     labels = {c.id: c.label for c in definition.fit}
     signal_labels = {s.id: s.label for s in definition.intent.signals}
     fit = tuple(
@@ -133,6 +138,15 @@ def build_model(
         action=handoff.action,
         reassigned_to=reassigned_to,
         crm_link=_crm_link(lead.external_id, sources),
+        clock=(
+            # A snoozed clock stands still: the time left is what remains when it resumes.
+            time_left(definition, handoff.due_at, max(now, snoozed.until) if snoozed else now)
+            if now is not None and handoff.status == HandoffStatus.OPEN
+            else None
+        ),
+        snooze_offered=definition.handoff.sla.snooze_max is not None,
+        snoozed_until=snoozed.until if snoozed else None,
+        snooze_why=snoozed.why if snoozed else None,
     )
 
 
@@ -261,7 +275,13 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
     email, person = _find_owner(services, handoff, lead)  # may fall back to the pool
     handoff.owner_user_id = person.user_id
     model = build_model(
-        services.definition, handoff, lead, detail, person.tz, sources=services.sources
+        services.definition,
+        handoff,
+        lead,
+        detail,
+        person.tz,
+        sources=services.sources,
+        now=clock.now(),
     )
     result = post_to_user(
         services, person.user_id, text=fallback_text(model), blocks=build_card(model)
@@ -274,7 +294,8 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
 
 @sender("card_update")
 def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
-    """Re-render a posted card in place (after a decision or a reassignment)."""
+    """Re-render a posted card in place (after a decision or a reassignment, and with
+    the time left at each reminder and at the breach)."""
     with services.db.session() as session:
         loaded = _load_card(session, item.payload["handoff_id"])
         if loaded is None:
@@ -283,9 +304,19 @@ def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
         if not handoff.channel or not handoff.ts:
             raise Retry(_CARD_NOT_POSTED_YET, "card not posted yet")
         reassigned_to = _reassigned_to(session, handoff)
+        now = clock.now()
+        snoozed = snooze_store.current(session, [handoff.id], now).get(handoff.id)
     tz = _owner_tz(services, handoff.owner_email)
     model = build_model(
-        services.definition, handoff, lead, detail, tz, reassigned_to, services.sources
+        services.definition,
+        handoff,
+        lead,
+        detail,
+        tz,
+        reassigned_to,
+        services.sources,
+        now=now,
+        snoozed=snoozed,
     )
     services.slack.chat_update(
         channel=handoff.channel, ts=handoff.ts, text=fallback_text(model), blocks=build_card(model)

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar
 
@@ -287,6 +287,7 @@ class Rejection:
             lead_status=(
                 LeadStatus.NURTURE if reason.action == "recycle" else LeadStatus.DISQUALIFIED
             ),
+            lead_values=_recycled(reason, self.at),
             now=self.at,
             action="rejected",
             actor=self.user_id,
@@ -534,6 +535,20 @@ def _reassigned_why(services: Services, handoff: Handoff, user_id: str) -> str:
     return f"reassigned by {by} (was with {handoff.owner_email})"
 
 
+def _recycled(reason: Reason, at: datetime) -> dict[str, Any]:
+    """What a recycle writes on the lead: it leaves sales (not ready), and only intent
+    after `at` can bring it back, not before its reason's cooldown ends."""
+    if reason.action != "recycle":
+        return {}
+    return {
+        "ready": False,
+        "recycled_at": at,
+        "returns_after": at + timedelta(days=reason.cooldown_days)
+        if reason.cooldown_days
+        else None,
+    }
+
+
 def _settle(
     session: Session,
     services: Services,
@@ -543,13 +558,15 @@ def _settle(
     now: datetime,
     action: str,
     actor: str,
+    lead_values: dict[str, Any] | None = None,
     **detail: Any,
 ) -> None:
     """What every final decision does, in the deciding transaction."""
     close_clock(session, services.definition, handoff, at=now)
-    session.execute(
-        update(Lead).where(Lead.id == handoff.lead_id).values(status=lead_status, updated_at=now)
-    )
+    values = {"status": lead_status, "updated_at": now, **(lead_values or {})}
+    session.execute(update(Lead).where(Lead.id == handoff.lead_id).values(**values))
+    if values.get("returns_after") is not None:
+        detail["returns_after"] = values["returns_after"].isoformat(timespec="seconds")
     audit.record(
         session,
         at=now,

@@ -191,6 +191,7 @@ class Sla:
     remind_at: tuple[float, ...]
     escalate_at: float
     escalation_channel: str | None = None
+    snooze_max: BusinessDuration | None = None  # None: the card offers no snooze
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +207,8 @@ class HandoffRules:
     sla: Sla
     routing: tuple[RoutingRule, ...]
     managers: dict[str, str]
+    # Handoffs a lead may have before a recycle leaves it with marketing for good.
+    max_cycles: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +218,7 @@ class Reason:
     criterion: str | None
     action: str  # recycle | disqualify
     note_required: bool = False
+    cooldown_days: int = 0  # a recycled lead is not handed off again before these end
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,7 +670,14 @@ def _sla(r: _Reader, node: Any) -> Sla | None:
         node,
         "handoff.sla",
         required=("respond_within",),
-        optional=("business_hours", "holidays", "remind_at", "escalate_at", "escalation_channel"),
+        optional=(
+            "business_hours",
+            "holidays",
+            "remind_at",
+            "escalate_at",
+            "escalation_channel",
+            "snooze_max",
+        ),
     )
     if data is None:
         return None
@@ -697,9 +708,20 @@ def _sla(r: _Reader, node: Any) -> Sla | None:
     channel = None
     if data.get("escalation_channel") is not None:
         channel = r.channel(data["escalation_channel"], "handoff.sla.escalation_channel")
+    snooze_max = None
+    if data.get("snooze_max") is not None:
+        snooze_max = r.parsed(parse_duration, data["snooze_max"], "handoff.sla.snooze_max")
     if within is None or hours is None or escalate_at is None:
         return None
-    return Sla(within, hours, tuple(holidays), tuple(sorted(set(remind_at))), escalate_at, channel)
+    return Sla(
+        within,
+        hours,
+        tuple(holidays),
+        tuple(sorted(set(remind_at))),
+        escalate_at,
+        channel,
+        snooze_max,
+    )
 
 
 def _routing(r: _Reader, node: Any) -> tuple[RoutingRule, ...]:
@@ -732,7 +754,10 @@ def _routing(r: _Reader, node: Any) -> tuple[RoutingRule, ...]:
 
 def _handoff(r: _Reader, node: Any) -> HandoffRules | None:
     data = r.mapping(
-        node, "handoff", required=("sla", "routing"), optional=("required", "managers")
+        node,
+        "handoff",
+        required=("sla", "routing"),
+        optional=("required", "managers", "max_cycles"),
     )
     if data is None:
         return None
@@ -759,9 +784,12 @@ def _handoff(r: _Reader, node: Any) -> HandoffRules | None:
         manager_email = r.email(manager, path)
         if rep_email and manager_email:
             managers[rep_email] = manager_email
+    max_cycles = None
+    if data.get("max_cycles") is not None:
+        max_cycles = r.integer(data["max_cycles"], "handoff.max_cycles", minimum=1)
     if sla is None:
         return None
-    return HandoffRules(required, sla, routing, managers)
+    return HandoffRules(required, sla, routing, managers, max_cycles)
 
 
 # A reason id is the value of an option in the reject menu, then a stored column.
@@ -783,7 +811,10 @@ def _reasons(r: _Reader, node: Any, fit: list[str], commercial: list[str]) -> tu
     for i, item in enumerate(r.sequence(node, "reasons")):
         path = f"reasons[{i}]"
         data = r.mapping(
-            item, path, required=("id", "label", "action"), optional=("criterion", "note_required")
+            item,
+            path,
+            required=("id", "label", "action"),
+            optional=("criterion", "note_required", "cooldown_days"),
         )
         if data is None:
             continue
@@ -816,8 +847,17 @@ def _reasons(r: _Reader, node: Any, fit: list[str], commercial: list[str]) -> tu
         if action is not None and action not in ACTIONS:
             r.problem(_join(path, "action"), f"expected recycle or disqualify, got {_kind(action)}")
         note_required = r.boolean(data.get("note_required"), _join(path, "note_required"))
+        cooldown = 0
+        if data.get("cooldown_days") is not None:
+            where = _join(path, "cooldown_days")
+            cooldown = r.integer(data["cooldown_days"], where, minimum=0) or 0
+            if cooldown and action == "disqualify":
+                r.problem(
+                    where,
+                    "only a recycle reason has a cooldown (a disqualified lead never returns)",
+                )
         if reason_id and label and action in ACTIONS:
-            reasons.append(Reason(reason_id, label, criterion, action, note_required))
+            reasons.append(Reason(reason_id, label, criterion, action, note_required, cooldown))
     groups = Counter(reason_group(reason.criterion, fit, commercial) for reason in reasons)
     for group in REASON_GROUPS:
         if groups[group] > GROUP_OPTIONS:

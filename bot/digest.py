@@ -19,10 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bot import clock, figures
-from bot.blocks.digest import digest_blocks, digest_fallback
+from bot.blocks.digest import REJECTIONS, digest_blocks, digest_fallback
 from bot.definition import Definition
 from bot.delivery import sender
 from bot.services import Services
+from store import disputes as dispute_store
 from store import outbox
 from store.db import Database
 from store.models import DigestRun, Handoff, HandoffStatus, Lead, Outbox
@@ -79,6 +80,7 @@ class ReasonLine:
     criterion: str | None
     count: int
     examples: list[tuple[str, str, str]]  # company, source, campaign
+    example_ids: list[int] = field(default_factory=list)  # their handoffs: disputable
 
 
 @dataclass
@@ -112,6 +114,7 @@ class Digest:
     breaches: list[tuple[str, int]]
     trend: list[tuple[str, int, int]]  # week label, handed off, accepted
     target: list[str] = field(default_factory=list)
+    disputes: tuple[int, int, int] = (0, 0, 0)  # disputed, reopened, upheld (bot/disputes.py)
 
 
 def _count(*where: Any) -> Any:
@@ -178,7 +181,7 @@ def _reasons(
     reasons = []
     for reason_id, count in sorted(rejections.items(), key=lambda item: (-item[1], item[0])):
         examples = session.execute(
-            select(Lead.company, Lead.source, Lead.campaign)
+            select(Lead.company, Lead.source, Lead.campaign, Handoff.id)
             .join(Handoff, Handoff.lead_id == Lead.id)
             .where(*rejected_in_window, Handoff.reason_id == (reason_id or None))
             .order_by(Handoff.decided_at, Handoff.id)
@@ -191,7 +194,8 @@ def _reasons(
                 reason.label if reason else reason_id,
                 definition.criterion_label(reason.criterion) if reason else None,
                 count,
-                [(c or "—", s or "—", m or "—") for c, s, m in examples],
+                [(c or "—", s or "—", m or "—") for c, s, m, _ in examples],
+                [handoff_id for *_, handoff_id in examples],
             )
         )
     return reasons
@@ -245,6 +249,7 @@ def build_digest(db: Database, definition: Definition, window: Window) -> Digest
         p90 = _percentile(session, window, 0.9, timed)
         reasons = _reasons(session, definition, window, totals.rejections)
         target = _target_lines(session, definition, window, trend)
+        disputes = dispute_store.counts(session, start, end)
     breaches = sorted(
         ((rep, counted.sla_breached) for (rep,), counted in by_rep.items() if counted.sla_breached),
         key=lambda line: (-line[1], line[0]),
@@ -265,6 +270,7 @@ def build_digest(db: Database, definition: Definition, window: Window) -> Digest
         breaches,
         trend,
         target,
+        disputes,
     )
 
 
@@ -328,8 +334,9 @@ def sparkline(values: list[int]) -> str:
     return "".join(SPARKS[min(len(SPARKS) - 1, round(v / top * (len(SPARKS) - 1)))] for v in values)
 
 
-def digest_sections(digest: Digest) -> list[tuple[str, str]]:
-    """(title, body) pairs: the terminal prints them, the Slack message renders them."""
+def digest_sections(digest: Digest, *, examples: bool = True) -> list[tuple[str, str]]:
+    """(title, body) pairs: the terminal prints them, the Slack message renders them
+    (without the rejection examples, which it shows with their Dispute buttons)."""
     change = ""
     if digest.accept_rate is not None and digest.previous_accept_rate is not None:
         points = (digest.accept_rate - digest.previous_accept_rate) * 100
@@ -339,7 +346,7 @@ def digest_sections(digest: Digest) -> list[tuple[str, str]]:
             f"Handoff alignment digest, {digest.window.label}",
             f"Handed off {digest.handed_off} · accepted {digest.accepted} · rejected "
             f"{digest.rejected} · still open {digest.still_open}\n"
-            f"Accept rate {_pct(digest.accept_rate)}{change}",
+            f"Accept rate {_pct(digest.accept_rate)}{change}" + _dispute_line(digest),
         )
     ]
     if digest.reasons:
@@ -347,8 +354,9 @@ def digest_sections(digest: Digest) -> list[tuple[str, str]]:
         for rank, reason in enumerate(digest.reasons, 1):
             points = f" → {reason.criterion}" if reason.criterion else ""
             lines.append(f"{rank}. {reason.label} ({reason.count}){points}")
-            lines += [f"     e.g. {c} · {s} · {m}" for c, s, m in reason.examples]
-        sections.append(("Why sales rejected", "\n".join(lines)))
+            if examples:
+                lines += [f"     e.g. {c} · {s} · {m}" for c, s, m in reason.examples]
+        sections.append((REJECTIONS, "\n".join(lines)))
     for title, groups in (("By source", digest.by_source), ("By campaign", digest.by_campaign)):
         if groups:
             sections.append(
@@ -384,6 +392,31 @@ def digest_sections(digest: Digest) -> list[tuple[str, str]]:
     return sections
 
 
+def _dispute_line(digest: Digest) -> str:
+    disputed, reopened, upheld = digest.disputes
+    if not (disputed or reopened or upheld):
+        return ""
+    return f"\nDisputed: {disputed}, reopened: {reopened}, upheld: {upheld}"
+
+
+def dispute_examples(digest: Digest) -> list[tuple[str, int]]:
+    """Each rejection example as (text, handoff id), for its Dispute button."""
+    return [
+        (f"{company} · {source} · {campaign} — {reason.label}", handoff_id)
+        for reason in digest.reasons
+        for (company, source, campaign), handoff_id in zip(
+            reason.examples, reason.example_ids, strict=False
+        )
+    ]
+
+
+def digest_message(digest: Digest) -> tuple[Any, list[Any]]:
+    """The Slack message (fallback text, blocks) of a digest: the sections, and each
+    rejection example with a Dispute button for marketing."""
+    blocks = digest_blocks(digest_sections(digest, examples=False), dispute_examples(digest))
+    return digest_fallback(digest_sections(digest)), blocks
+
+
 def digest_text(digest: Digest) -> str:
     """The digest as plain text, for the terminal (Slack gets `digest_fallback`)."""
     return "\n\n".join(f"{title}\n{body}" for title, body in digest_sections(digest))
@@ -395,7 +428,7 @@ def digest_text(digest: Digest) -> str:
 def post_week(services: Services, window: Window, *, now: datetime) -> bool:
     """Claim the week and queue its digest; False when another process already has."""
     digest = build_digest(services.db, services.definition, window)
-    sections = digest_sections(digest)
+    text, blocks = digest_message(digest)
     try:
         with services.db.transaction() as session:
             session.add(DigestRun(week=window.label, claimed_at=now))
@@ -407,8 +440,8 @@ def post_week(services: Services, window: Window, *, now: datetime) -> bool:
                 now=now,
                 payload={
                     "week": window.label,
-                    "text": digest_fallback(sections),
-                    "blocks": digest_blocks(sections),
+                    "text": text,
+                    "blocks": blocks,
                 },
             )
     except IntegrityError:

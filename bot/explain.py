@@ -83,7 +83,17 @@ def describe_definition(definition: Definition) -> str:
         + (f"reminders at {', '.join(map(_percent, sla.remind_at))}; " if sla.remind_at else "")
         + f"the manager is told at {_percent(sla.escalate_at)}"
         + (f" and {sla.escalation_channel}" if sla.escalation_channel else "")
-        + ".",
+        + "."
+        + (
+            f" A rep may snooze a lead for up to {sla.snooze_max.text} of business time."
+            if sla.snooze_max
+            else ""
+        )
+        + (
+            f" A lead is handed off at most {definition.handoff.max_cycles} time(s)."
+            if definition.handoff.max_cycles
+            else ""
+        ),
         "Routing: the lead's own owner, else the first rule that matches:",
     ]
     for rule in definition.handoff.routing:
@@ -98,6 +108,11 @@ def describe_definition(definition: Definition) -> str:
             + (f" (points at: {target})" if target else "")
             + f"; {ACTION_WORDS[reason.action]}"
             + ("; a note is required" if reason.note_required else "")
+            + (
+                f"; not handed off again for {reason.cooldown_days} days"
+                if reason.cooldown_days
+                else ""
+            )
         )
     lines.append(
         f"\nWeekly digest to {definition.digest.channel}, "

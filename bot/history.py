@@ -20,6 +20,7 @@ from store.models import (
     Audit,
     Handoff,
     Lead,
+    LeadStatus,
     Outbox,
     OutboxStatus,
     SlaTimer,
@@ -45,10 +46,16 @@ def _describe_audit(row: Audit) -> str:
         "rejected": lambda d: (
             f"reason {d.get('reason')} ({d.get('outcome')})"
             + (f": {d['note']}" if d.get("note") else "")
+            + (f"; cooldown until {d['returns_after']}" if d.get("returns_after") else "")
         ),
         "reassigned": lambda d: f"from {d.get('from_owner')} to {d.get('to_owner')}",
         "rerouted": lambda d: f"to {d.get('owner')}: {d.get('why')}",
         "not_routed": lambda d: str(d.get("why")),
+        "held": lambda d: str(d.get("why")),
+        "disputed": lambda d: f"to {d.get('manager')}: {d.get('note')}",
+        "dispute_reopened": lambda d: f"as handoff {d.get('new_handoff_id')}, with a fresh clock",
+        "dispute_upheld": lambda d: "the rejection stands",
+        "snoozed": lambda d: f"until {d.get('until')} ({d.get('length')}): {d.get('why')}",
     }
     describe = words.get(row.action)
     text = describe(detail) if describe else ", ".join(f"{k}={v}" for k, v in detail.items())
@@ -122,8 +129,22 @@ def render_story(lead: Lead, events: list[Event]) -> str:
         f"Lead {lead.external_id}: {lead.company or '—'} <{lead.email or 'no email'}>, "
         f"status {lead.status}, score {lead.score}"
     ]
+    lines += _recycle_lines(lead)
     for event in events:
         stamp = event.at.strftime("%Y-%m-%d %H:%M:%S UTC")
         lines.append(f"{stamp}  {event.what:<14} {event.detail}")
         lines += [f"{'':<{len(stamp) + 17}}{line}" for line in event.lines]
     return "\n".join(lines)
+
+
+def _recycle_lines(lead: Lead) -> list[str]:
+    """When a recycled lead may come back, and on what (still with marketing only)."""
+    if lead.recycled_at is None or lead.status not in (LeadStatus.NURTURE, LeadStatus.COOLING_DOWN):
+        return []
+    since = lead.recycled_at.strftime("%Y-%m-%d %H:%M UTC")
+    when = (
+        f"after {lead.returns_after.strftime('%Y-%m-%d %H:%M UTC')} (its cooldown)"
+        if lead.returns_after is not None
+        else "at once"
+    )
+    return [f"Recycled {since}: may return {when}, on intent that arrives after the recycle"]

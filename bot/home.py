@@ -11,6 +11,7 @@ from bot import clock
 from bot.access import Viewer, team_of
 from bot.reminders import timing
 from bot.services import Services
+from store import snoozes as snooze_store
 from store.models import Handoff, HandoffStatus, Lead
 
 PAGE = 15
@@ -24,6 +25,8 @@ class QueueItem:
     owner_email: str
     timing: str
     breached: bool
+    snoozed_until: datetime | None = None  # in a snooze now (bot/snooze.py)
+    snooze_why: str | None = None
 
 
 def _items(services: Services, where: list, now: datetime, tz: str | None) -> list[QueueItem]:
@@ -34,6 +37,7 @@ def _items(services: Services, where: list, now: datetime, tz: str | None) -> li
             .where(Handoff.status == HandoffStatus.OPEN, *where)
             .order_by(Handoff.due_at)
         ).all()
+        snoozed = snooze_store.current(session, (h.id for h, _, _ in rows), now)
     return [
         QueueItem(
             h.id,
@@ -42,6 +46,8 @@ def _items(services: Services, where: list, now: datetime, tz: str | None) -> li
             h.owner_email,
             timing(services, h, now, tz),
             h.due_at <= now,
+            snoozed[h.id].until if h.id in snoozed else None,
+            snoozed[h.id].why if h.id in snoozed else None,
         )
         for h, company, external_id in rows
     ]

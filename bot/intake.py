@@ -21,7 +21,7 @@ from bot import metrics
 from bot.definition import Definition
 from bot.explain import why_not_handed_off
 from bot.handoffs import CARD, NewHandoff, open_handoffs
-from bot.judge import Verdict, judge
+from bot.judge import IgnoredSignal, Verdict, judge
 from bot.leads import LeadIn
 from bot.logs import lead_event
 from bot.routing import route
@@ -29,6 +29,7 @@ from store import audit
 from store import leads as lead_store
 from store import routing as routing_store
 from store.db import Database
+from store.leads import KnownLead
 from store.models import LeadStatus
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ MISSING_CONTEXT = "missing_context"
 UNCHANGED = "unchanged"
 UPDATED = "updated"  # re-judged while already with sales or decided: no new handoff
 NO_OWNER = "no_owner"
+COOLING_DOWN = "cooling_down"  # recycled, qualified again, waiting out its cooldown
+MAX_CYCLES = "max_cycles"  # recycled too often (handoff.max_cycles): stays with marketing
 HISTORY = "history"  # qualified in a backfill: stored as qualified, never handed off
 
 # A lead already with sales (or decided) is re-judged but never handed off again.
@@ -76,6 +79,7 @@ class LeadOutcome:
     owner: str | None = None
     why: str | None = None  # how it was routed, or why it was not handed off
     missing: tuple[str, ...] = field(default_factory=tuple)
+    returns_after: datetime | None = None  # a recycled lead is not handed off before it
     # A lead the verdict kept from sales keeps the verdict, and the sentence is
     # written only when asked for (`explain`): an import never needs it.
     verdict: Verdict | None = field(default=None, repr=False, compare=False)
@@ -100,6 +104,8 @@ class LeadOutcome:
             data["why"] = why
         if self.missing:
             data["missing"] = list(self.missing)
+        if self.returns_after is not None:
+            data["returns_after"] = self.returns_after.isoformat()
         return data
 
 
@@ -141,6 +147,49 @@ def _as_of(lead: LeadIn, now: datetime) -> datetime:
     if lead.created_at is not None:
         times.append(lead.created_at)
     return min(max(times), now) if times else now
+
+
+def _recycled_at(previous: KnownLead | None) -> datetime | None:
+    """When a lead still with marketing was last recycled (None: never, or it is with
+    sales again): only intent after that counts towards its return."""
+    if previous is None or previous.status in _SETTLED:
+        return None
+    return previous.recycled_at
+
+
+def _still_cooling(previous: KnownLead, now: datetime) -> datetime | None:
+    """The end of the lead's cooldown while it lasts, else None."""
+    after = previous.returns_after
+    return after if after is not None and now < after else None
+
+
+def _back_from_cooldown(previous: KnownLead, now: datetime) -> bool:
+    """A lead held only by its cooldown is judged again once it ends, even when it is
+    sent unchanged: its new intent is already stored."""
+    return previous.status == LeadStatus.COOLING_DOWN and _still_cooling(previous, now) is None
+
+
+def _judge_since(
+    lead: LeadIn, definition: Definition, now: datetime, recycled_at: datetime
+) -> Verdict:
+    """Judge a recycled lead on the intent that arrived after it was recycled: the old
+    signals already had their say (they are listed as ignored, with why)."""
+    fresh = [signal for signal in lead.signals if signal["at"] > recycled_at]
+    if len(fresh) == len(lead.signals):
+        return judge(lead, definition, now)
+    verdict = judge(lead.model_copy(update={"signals": fresh}), definition, now)
+    why = f"before the lead was recycled on {_day(recycled_at)}"
+    old = tuple(
+        IgnoredSignal(signal["name"], signal["at"].isoformat(), why)
+        for signal in lead.signals
+        if signal["at"] <= recycled_at
+    )
+    verdict.ignored = verdict.ignored + old
+    return verdict
+
+
+def _day(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at is not None else "an earlier date"
 
 
 def _unique_batches(leads: Iterable[LeadIn], size: int) -> Iterator[list[LeadIn]]:
@@ -288,17 +337,32 @@ class Intake:
         for i, lead in enumerate(batch):
             payload_hash = lead.payload_hash()
             previous = known.get(lead.id)
-            if previous is not None and previous.payload_hash == payload_hash:
+            if (
+                previous is not None
+                and previous.payload_hash == payload_hash
+                and not _back_from_cooldown(previous, now)
+            ):
                 outcomes[i] = LeadOutcome(lead.id, UNCHANGED, why=_SAME_AS_BEFORE)
                 continue
             as_of = _as_of(lead, now) if self.history else now
-            verdict = judge(lead, definition, as_of)
+            recycled_at = _recycled_at(previous)
+            verdict = (
+                judge(lead, definition, as_of)
+                if recycled_at is None
+                else _judge_since(lead, definition, as_of, recycled_at)
+            )
             why = None
+            returns_after = None
             if previous is not None and previous.status in _SETTLED:
                 status, outcome = previous.status, UPDATED
                 why = _ALREADY[previous.status]
             elif self.history and verdict.ready:
                 status, outcome, why = LeadStatus.NURTURE, HISTORY, _HISTORY
+            elif recycled_at is not None and verdict.ready:
+                assert previous is not None
+                status, outcome, why, returns_after = self._comeback(session, previous, now)
+                if outcome == HANDED_OFF:
+                    to_route.append(i)
             elif verdict.ready and not (previous is not None and previous.ready):
                 status, outcome = LeadStatus.HANDED_OFF, HANDED_OFF
                 to_route.append(i)
@@ -308,6 +372,9 @@ class Intake:
                 status, outcome = LeadStatus.NURTURE, NURTURE
                 if verdict.ready:
                     why = _QUALIFIED_BEFORE
+            if recycled_at is not None and outcome not in (HANDED_OFF, MAX_CYCLES):
+                assert previous is not None
+                returns_after = _still_cooling(previous, now)
             outcomes[i] = LeadOutcome(
                 lead.id,
                 outcome,
@@ -315,6 +382,7 @@ class Intake:
                 verdict.qualified,
                 why=why,
                 missing=verdict.missing,
+                returns_after=returns_after,
                 verdict=verdict,
                 definition=definition,
             )
@@ -367,6 +435,38 @@ class Intake:
             else []
         )
         return [outcome for outcome in outcomes if outcome is not None], handoff_ids
+
+    def _comeback(
+        self, session: Any, previous: KnownLead, now: datetime
+    ) -> tuple[str, str, str | None, datetime | None]:
+        """Status, outcome, why and return time of a recycled lead that new intent
+        qualified again: handed off, unless max_cycles or its cooldown holds it back."""
+        limit = self.definition.handoff.max_cycles
+        if limit is not None:
+            rounds = lead_store.handoff_rounds(session, [previous.id]).get(previous.id, 0)
+            if rounds >= limit:
+                why = (
+                    f"handed off {rounds} time(s) already (handoff.max_cycles is {limit}): "
+                    "it stays with marketing"
+                )
+                self._held(session, previous, now, why)
+                return LeadStatus.NURTURE, MAX_CYCLES, why, None
+        returns_after = _still_cooling(previous, now)
+        if returns_after is not None:
+            why = (
+                "qualified again on new intent, but recycled on "
+                f"{_day(previous.recycled_at)}: handed off when its cooldown ends"
+            )
+            self._held(session, previous, now, why, returns_after=returns_after.isoformat())
+            return LeadStatus.COOLING_DOWN, COOLING_DOWN, why, returns_after
+        return LeadStatus.HANDED_OFF, HANDED_OFF, None, None
+
+    def _held(
+        self, session: Any, previous: KnownLead, now: datetime, why: str, **detail: Any
+    ) -> None:
+        audit.record(
+            session, at=now, actor=self.actor, action="held", lead_id=previous.id, why=why, **detail
+        )
 
     def _hand_off(
         self,

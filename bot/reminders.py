@@ -18,6 +18,7 @@ from bot import clock, metrics
 from bot.blocks.common import as_mrkdwn, local_time, mention
 from bot.blocks.sla import escalation_blocks, escalation_text, nudge_blocks, nudge_text
 from bot.cards import post_to_user
+from bot.decisions import CARD_UPDATE
 from bot.delivery import sender
 from bot.logs import lead_event
 from bot.send_failures import Permanent, Retry
@@ -61,6 +62,7 @@ def sweep(services: Services, *, now: datetime | None = None) -> int:
                     }
                     for to, kind in targets
                 ]
+            rows += _clock_updates(fired)
             outbox.enqueue_many(session, rows, now=now)
         fired_total += len(fired)
         breached.update(t.handoff_id for t in fired if t.fraction == overdue_at)
@@ -71,6 +73,24 @@ def sweep(services: Services, *, now: datetime | None = None) -> int:
         services.delivery.wake()
     metrics.SLA_BREACHES.inc(len(breached))
     return fired_total
+
+
+def _clock_updates(fired: list[timers.FiredTimer]) -> list[dict[str, Any]]:
+    """One card update per handoff whose timers fired (a reminder and the escalation at
+    100%, or several that fell due while the app was down, share one): the card is
+    re-rendered with the time left (DESIGN.md: Slack cannot tick)."""
+    latest: dict[int, datetime] = {}
+    for timer in fired:
+        latest[timer.handoff_id] = max(timer.due_at, latest.get(timer.handoff_id, timer.due_at))
+    return [
+        {
+            "kind": CARD_UPDATE,
+            "payload": {"handoff_id": handoff_id},
+            "dedupe_key": f"clock:{handoff_id}:{due_at.isoformat()}",
+            "handoff_id": handoff_id,
+        }
+        for handoff_id, due_at in latest.items()
+    ]
 
 
 def _first_overdue_fraction(services: Services) -> float | None:

@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.figures import LEAD_GROUPS, LEADS, PARTS, Figures, tally
+from store import leads as lead_store
 from store.db import Database
+from store.models import LeadStatus
 
 COLUMNS = (
     "group",
@@ -113,3 +115,21 @@ def render(rows: list[ReportRow], fmt: str) -> str:
             "  ".join(str(values[c]).ljust(w) for c, w in zip(COLUMNS, widths, strict=True))
         )
     return "\n".join(line.rstrip() for line in lines)
+
+
+def cooling_down_lines(db: Database, now: datetime) -> list[str]:
+    """The recycled leads that may not come back yet, and when they may (the table's
+    footer; CSV and JSON keep their one-row-per-group shape)."""
+    with db.session() as session:
+        leads = lead_store.cooling_down(session, now)
+    if not leads:
+        return []
+    lines = ["", f"Recycled, cooling down ({len(leads)}{'+' if len(leads) == 50 else ''}):"]
+    for lead in leads:
+        assert lead.returns_after is not None
+        waiting = ", qualified again and waiting" if lead.status == LeadStatus.COOLING_DOWN else ""
+        lines.append(
+            f"  {lead.external_id}  {lead.company or '—'}  may return after "
+            f"{lead.returns_after.strftime('%Y-%m-%d %H:%M UTC')}{waiting}"
+        )
+    return lines

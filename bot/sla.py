@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import Session
@@ -64,3 +64,28 @@ def close_clock(
         int(calendar.elapsed(handoff.due_at, at).total_seconds()) if handoff.breached else 0
     )
     session.add(handoff)
+
+
+def time_left(definition: Definition, due_at: datetime, now: datetime) -> str:
+    """The card's clock in business time: '2h 30m left', 'due now', 'overdue by 30m'.
+
+    Slack cannot tick, so the card is re-rendered with this at each reminder and at
+    the breach (bot/reminders.py), and whenever it is posted or updated.
+    """
+    calendar = definition.calendar()
+    if now < due_at:
+        left = calendar.elapsed(now, due_at)
+        return "due now" if left < _MINUTE else f"{_short(left)} left"
+    late = calendar.elapsed(due_at, now)
+    return "due now" if late < _MINUTE else f"overdue by {_short(late)}"
+
+
+_MINUTE = timedelta(minutes=1)
+
+
+def _short(delta: timedelta) -> str:
+    """'2h', '2h 30m', '45m' (to the nearest minute)."""
+    hours, minutes = divmod(round(delta.total_seconds() / 60), 60)
+    if not hours:
+        return f"{minutes}m"
+    return f"{hours}h {minutes}m" if minutes else f"{hours}h"

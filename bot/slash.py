@@ -23,8 +23,14 @@ HELP = Mrkdwn(
 `/handoff queue` your open leads and their time left
 `/handoff definition` the definition in plain words
 `/handoff stats [2026-W47]` this week's (or that week's) handoff numbers
-`/handoff lead ID` everything that happened to one lead"""
+`/handoff lead ID` everything that happened to one lead
+`/handoff dispute LEAD NOTE` marketing disputes the lead's rejection (the rep's manager decides)"""
 )
+
+
+def dispute_sent() -> Mrkdwn:
+    """The answer to `/handoff dispute` once checked (it is written after the ack)."""
+    return Mrkdwn("Dispute sent to the rep's manager. You will hear the outcome here in a DM.")
 
 
 def answer(services: Any, user_id: str, text: str) -> Mrkdwn:

@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 
-from bot import decisions
+from bot import decisions, disputes, snooze
 from bot.blocks.card import (
     ACCEPT,
     COMMERCIAL,
@@ -17,8 +17,10 @@ from bot.blocks.card import (
     OPEN_CRM,
     REASSIGN,
     REJECT,
+    SNOOZE,
 )
-from bot.blocks.modals import reassign_modal, reject_modal
+from bot.blocks.disputes import DISPUTE, REOPEN, UPHOLD, dispute_modal
+from bot.blocks.modals import reassign_modal, reject_modal, snooze_modal
 from bot.decisions import Refused
 from bot.replies import tell_refusal
 from bot.services import Services
@@ -128,6 +130,80 @@ def on_reassign(
     )
 
 
+def _snooze_view(services: Services, handoff: Any) -> dict[str, Any]:
+    lengths = [(choice.value, choice.label) for choice in snooze.choices(services.definition)]
+    return snooze_modal(handoff.id, decisions.lead_label(services, handoff), lengths)
+
+
+def _can_snooze(services: Services, handoff_id: Any, user_id: str) -> Any:
+    return snooze.can_snooze(services, handoff_id, user_id)
+
+
+def on_snooze(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
+    ack()
+    after_ack(
+        context,
+        open_modal,
+        context["services"],
+        client,
+        body,
+        _can_snooze,
+        _snooze_view,
+        _retried(request),
+    )
+
+
+def _dispute_view(services: Services, handoff: Any) -> dict[str, Any]:
+    reason = services.definition.reason(handoff.reason_id) if handoff.reason_id else None
+    label = reason.label if reason else (handoff.reason_id or "no reason given")
+    return dispute_modal(handoff.id, decisions.lead_label(services, handoff), label)
+
+
+def on_dispute(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
+    ack()
+    after_ack(
+        context,
+        open_modal,
+        context["services"],
+        client,
+        body,
+        disputes.can_dispute,
+        _dispute_view,
+        _retried(request),
+    )
+
+
+def decide_dispute(
+    services: Services, client: WebClient, body: dict[str, Any], outcome: str, retried: bool
+) -> None:
+    try:
+        disputes.decide(services, body["actions"][0].get("value"), body["user"]["id"], outcome)
+    except Refused as refusal:
+        refuse(client, body, refusal, retried)
+
+
+def on_reopen(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
+    ack()
+    after_ack(
+        context, decide_dispute, context["services"], client, body, "reopened", _retried(request)
+    )
+
+
+def on_uphold(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
+    ack()
+    after_ack(
+        context, decide_dispute, context["services"], client, body, "upheld", _retried(request)
+    )
+
+
 def acknowledge_only(ack: Ack) -> None:
     """Checkbox ticks are read from the card when the rep decides; link buttons need no work."""
     ack()
@@ -137,6 +213,10 @@ def register(app: App) -> None:
     app.action(ACCEPT)(on_accept)
     app.action(REJECT)(on_reject)
     app.action(REASSIGN)(on_reassign)
+    app.action(SNOOZE)(on_snooze)
+    app.action(DISPUTE)(on_dispute)
+    app.action(REOPEN)(on_reopen)
+    app.action(UPHOLD)(on_uphold)
     app.action(COMMERCIAL)(acknowledge_only)
     app.action(OPEN_CARD)(acknowledge_only)
     app.action(OPEN_CRM)(acknowledge_only)

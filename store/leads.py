@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Session
 
-from store.models import Lead, Verdict
+from store.models import Handoff, Lead, LeadStatus, Verdict
 
 _lead = Lead.__table__  # type: ignore[attr-defined]
 _verdict = Verdict.__table__  # type: ignore[attr-defined]
@@ -23,6 +24,8 @@ class KnownLead:
     payload_hash: str
     status: str
     ready: bool
+    recycled_at: datetime | None = None
+    returns_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,13 @@ def _insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, 
 
 # Built once, IN list expanded per call: every POST /leads runs it first.
 _KNOWN = select(
-    _lead.c.external_id, _lead.c.id, _lead.c.payload_hash, _lead.c.status, _lead.c.ready
+    _lead.c.external_id,
+    _lead.c.id,
+    _lead.c.payload_hash,
+    _lead.c.status,
+    _lead.c.ready,
+    _lead.c.recycled_at,
+    _lead.c.returns_after,
 ).where(_lead.c.external_id.in_(bindparam("ids", expanding=True)))
 
 
@@ -92,8 +101,8 @@ def known_leads(session: Session, external_ids: Iterable[str]) -> dict[str, Know
     connection = session.connection()
     for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
         rows = connection.execute(_KNOWN, {"ids": ids[start : start + 500]})
-        for external_id, id_, payload_hash, status, ready in rows:
-            found[external_id] = KnownLead(id_, payload_hash, status, ready)
+        for external_id, id_, *known in rows:
+            found[external_id] = KnownLead(id_, *known)
     return found
 
 
@@ -142,3 +151,32 @@ def insert_verdicts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 def get_by_external_id(session: Session, external_id: str) -> Lead | None:
     return session.scalars(select(Lead).where(Lead.external_id == external_id)).first()
+
+
+def handoff_rounds(session: Session, lead_ids: Iterable[int]) -> dict[int, int]:
+    """How many times each lead was handed off anew (a reassignment or a reopened
+    rejection continues a round: it has a `previous_id`)."""
+    ids = list(set(lead_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Handoff.lead_id, func.count())
+        .where(Handoff.lead_id.in_(ids), Handoff.previous_id.is_(None))
+        .group_by(Handoff.lead_id)
+    )
+    return {lead_id: count for lead_id, count in rows}
+
+
+def cooling_down(session: Session, now: datetime, *, limit: int = 50) -> list[Lead]:
+    """Recycled leads still with marketing whose cooldown has not ended, soonest back first."""
+    return list(
+        session.scalars(
+            select(Lead)
+            .where(
+                Lead.returns_after > now,
+                Lead.status.in_([LeadStatus.NURTURE, LeadStatus.COOLING_DOWN]),
+            )
+            .order_by(Lead.returns_after, Lead.id)
+            .limit(limit)
+        )
+    )

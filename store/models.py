@@ -100,6 +100,8 @@ def _json_column(default_factory: Any = dict) -> Any:
 class LeadStatus:
     NURTURE = "nurture"
     MISSING_CONTEXT = "missing_context"
+    # Recycled, then qualified again on new intent before its reason's cooldown ended.
+    COOLING_DOWN = "cooling_down"
     HANDED_OFF = "handed_off"
     ACCEPTED = "accepted"
     DISQUALIFIED = "disqualified"
@@ -135,6 +137,10 @@ class Lead(SQLModel, table=True):
     score: int = 0
     created_at: datetime = _utc_column(nullable=False, index=True)  # the digest's lead counts
     updated_at: datetime = _utc_column(nullable=False, index=True)
+    # Set by a recycle: only signals after `recycled_at` can qualify the lead again, and
+    # it is not handed off before `returns_after` (the reason's cooldown).
+    recycled_at: datetime | None = _utc_column()
+    returns_after: datetime | None = _utc_column()
 
 
 class Verdict(SQLModel, table=True):
@@ -265,6 +271,48 @@ class SlaTimer(SQLModel, table=True):
     status: str = Field(default=TimerStatus.PENDING, max_length=16)
     fired_at: datetime | None = _utc_column()
     late: bool = False
+
+
+class Snooze(SQLModel, table=True):
+    """A pause of one handoff's response clock, until `until`; the timers and the due
+    time moved by `paused_seconds` of business time. One at a time per handoff."""
+
+    __tablename__ = "snooze"
+
+    id: int | None = Field(default=None, primary_key=True)
+    handoff_id: int = Field(foreign_key="handoff.id", index=True)
+    by: str = Field(max_length=64)  # the Slack user who snoozed
+    at: datetime = _utc_column(nullable=False)
+    until: datetime = _utc_column(nullable=False)
+    why: str
+    paused_seconds: int
+
+
+class DisputeStatus:
+    OPEN = "open"
+    UPHELD = "upheld"
+    REOPENED = "reopened"
+
+
+class Dispute(SQLModel, table=True):
+    """Marketing's challenge of one rejection, decided by the rep's manager. The unique
+    handoff id makes it one dispute per rejection."""
+
+    __tablename__ = "dispute"
+
+    id: int | None = Field(default=None, primary_key=True)
+    handoff_id: int = Field(foreign_key="handoff.id", unique=True)  # the rejected handoff
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    by: str = Field(max_length=64)  # the marketing owner's Slack user id
+    note: str
+    at: datetime = _utc_column(nullable=False, index=True)
+    manager_email: str = Field(max_length=320)  # who decides
+    status: str = Field(default=DisputeStatus.OPEN, max_length=16)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = _utc_column(index=True)
+    new_handoff_id: int | None = Field(default=None, foreign_key="handoff.id")
+    channel: str | None = Field(default=None, max_length=32)  # the manager's DM
+    ts: str | None = Field(default=None, max_length=32)
 
 
 class Audit(SQLModel, table=True):

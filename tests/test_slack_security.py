@@ -193,7 +193,8 @@ def test_hostile_lead_text_reaches_slack_escaped_everywhere(app, db, fake_slack)
         wait_until(lambda: status_of(db, handoff.id) == "rejected")
         app.drain()
         story = command(app, "U0REP1", "lead crm-1")
-    [card_update] = fake_slack.successful("chat.update")
+    # The live clock at 50% and 100%, then the rejection.
+    clock_half, clock_due, card_update = fake_slack.successful("chat.update")
     with freeze_time(datetime(2026, 11, 30, 9, 0, tzinfo=SYDNEY)):
         assert digest.run_scheduled(app.services)
         app.drain()
@@ -208,6 +209,8 @@ def test_hostile_lead_text_reaches_slack_escaped_everywhere(app, db, fake_slack)
         "manager's App Home": {"view": home[1]},
         "nudge": nudge.args,
         "escalation": escalation.args,
+        "card's clock at 50%": clock_half.args,
+        "card's clock at 100%": clock_due.args,
         "updated card": card_update.args,
         "digest": posted.args,
     }.items():

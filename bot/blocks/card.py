@@ -31,6 +31,7 @@ REASSIGN = "handoff_reassign"
 OPEN_CARD = "handoff_open_card"
 OPEN_CRM = "handoff_open_crm"  # a link button: Slack opens the URL, the app only acks
 CRM_BLOCK = "crm"
+SNOOZE = "handoff_snooze"
 COMMERCIAL = "handoff_commercial"
 COMMERCIAL_BLOCK = "commercial"
 DECIDE_BLOCK = "decide"
@@ -87,6 +88,10 @@ class CardModel:
     action: str | None = None
     reassigned_to: str | None = None
     crm_link: CrmLink | None = None
+    clock: str | None = None  # time left when rendered ("2h left"): Slack cannot tick
+    snooze_offered: bool = False  # handoff.sla.snooze_max is set
+    snoozed_until: datetime | None = None  # in a snooze now: until when, and why
+    snooze_why: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,6 +152,11 @@ def _outcome(card: CardModel) -> Mrkdwn:
     return Mrkdwn("")
 
 
+def snoozed_line(until: datetime, why: str | None, tz: str | None) -> Mrkdwn:
+    """'💤 Snoozed until Mon 23 Nov, 13:00 AEDT — waiting for the CFO' (card and App Home)."""
+    return md("💤 Snoozed until *{}*", local_time(until, tz)) + (md(" — {}", why) if why else "")
+
+
 def build_card(card: CardModel) -> list[Block]:
     blocks: list[Block] = [header(_title(card)), section(_person(card))]
     if card.fit:
@@ -187,18 +197,21 @@ def build_card(card: CardModel) -> list[Block]:
             }
         )
     value = str(card.handoff_id)
-    blocks.append(
-        actions(
-            button("Accept", ACCEPT, value, style="primary"),
-            button("Reject", REJECT, value, style="danger"),
-            button("Reassign", REASSIGN, value),
-            *filter(None, [_crm_button(card)]),
-            block_id=DECIDE_BLOCK,
-        )
-    )
+    buttons = [
+        button("Accept", ACCEPT, value, style="primary"),
+        button("Reject", REJECT, value, style="danger"),
+        button("Reassign", REASSIGN, value),
+    ]
+    if card.snooze_offered and card.snoozed_until is None:
+        buttons.append(button("Snooze", SNOOZE, value))
+    buttons.extend(filter(None, [_crm_button(card)]))
+    blocks.append(actions(*buttons, block_id=DECIDE_BLOCK))
+    if card.snoozed_until is not None:
+        blocks.append(context(snoozed_line(card.snoozed_until, card.snooze_why, card.owner_tz)))
     blocks.append(
         context(
-            md("⏱ Respond by *{}*", local_time(card.due_at, card.owner_tz)),
+            md("⏱ Respond by *{}*", local_time(card.due_at, card.owner_tz))
+            + (md(" — {}", card.clock) if card.clock else ""),
             md("Why you: {}", card.routed_by),
             md("Lead {}", code(card.lead_external_id)),
         )

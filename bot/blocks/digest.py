@@ -6,15 +6,45 @@ in them (companies, sources, campaigns) is escaped here, on the way to Slack.
 
 from __future__ import annotations
 
-from bot.blocks.common import Block, Mrkdwn, header, limit_blocks, md, message_text, section
+from collections.abc import Sequence
+
+from bot.blocks.common import (
+    Block,
+    Mrkdwn,
+    button,
+    header,
+    limit_blocks,
+    md,
+    message_text,
+    section,
+)
+from bot.blocks.disputes import DISPUTE
+
+REJECTIONS = "Why sales rejected"
+DISPUTABLE = 15  # examples with a Dispute button: the message keeps under 50 blocks
 
 
-def digest_blocks(sections: list[tuple[str, str]]) -> list[Block]:
+def digest_blocks(
+    sections: list[tuple[str, str]], disputable: Sequence[tuple[str, int]] = ()
+) -> list[Block]:
+    """The sections; after the rejections, each example (text, handoff id) with a Dispute
+    button for the marketing owner (bot/disputes.py checks who clicks)."""
     (title, summary), *parts = sections
     blocks = [header(title), section(summary)]
     for part_title, body in parts:
         blocks.append(section(md("*{}*\n{}", part_title, body)))
+        if part_title == REJECTIONS:
+            blocks += _examples(disputable)
     return limit_blocks(blocks)
+
+
+def _examples(disputable: Sequence[tuple[str, int]]) -> list[Block]:
+    blocks = []
+    for text, handoff_id in disputable[:DISPUTABLE]:
+        block = section(md("e.g. {}", text))
+        block["accessory"] = button("Dispute", DISPUTE, str(handoff_id))
+        blocks.append(block)
+    return blocks
 
 
 def digest_fallback(sections: list[tuple[str, str]]) -> Mrkdwn:

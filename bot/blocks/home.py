@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from bot.blocks.card import ACCEPT, REASSIGN, REJECT
+from bot.blocks.card import ACCEPT, REASSIGN, REJECT, snoozed_line
 from bot.blocks.common import (
     VIEW_BLOCKS,
     Block,
+    Mrkdwn,
     actions,
     button,
     context,
@@ -34,7 +35,10 @@ def _queue(items: list[QueueItem], page: int, *, name: str, buttons: bool) -> li
         owner = (
             md(" · {}", mention(item.owner_user_id)) if item.owner_user_id and not buttons else ""
         )
-        blocks.append(section(md("{} *{}*{}\n{}", mark, item.company, owner, item.timing)))
+        text = md("{} *{}*{}\n{}", mark, item.company, owner, item.timing)
+        if item.snoozed_until is not None:
+            text += Mrkdwn("\n") + snoozed_line(item.snoozed_until, item.snooze_why, None)
+        blocks.append(section(text))
         value = str(item.handoff_id)
         elements = (
             [

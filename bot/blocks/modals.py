@@ -1,4 +1,4 @@
-"""The two modals a decision can need: reject with a reason, and reassign."""
+"""The modals a card's buttons open: reject with a reason, reassign, snooze."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from bot.definition import Definition, reason_choice
 
 REJECT_VIEW = "handoff_reject_view"
 REASSIGN_VIEW = "handoff_reassign_view"
+SNOOZE_VIEW = "handoff_snooze_view"
+LENGTH_BLOCK = LENGTH_ACTION = "length"
+WHY_BLOCK = WHY_ACTION = "why"
 REASON_BLOCK = REASON_ACTION = "reason"
 NOTE_BLOCK = NOTE_ACTION = "note"
 ASSIGNEE_BLOCK = ASSIGNEE_ACTION = "assignee"
@@ -103,3 +106,39 @@ def reassign_modal(handoff_id: int, lead_label: str, owner_user_id: str | None) 
         },
     ]
     return _modal(REASSIGN_VIEW, "Reassign lead", "Reassign", str(handoff_id), blocks)
+
+
+def snooze_modal(handoff_id: int, lead_label: str, lengths: list[tuple[str, str]]) -> Block:
+    """How long (`lengths`: (value, label), up to handoff.sla.snooze_max) and why."""
+    blocks: list[Block] = [
+        section(
+            md(
+                "Pause the response clock on *{}*: reminders and the escalation move by "
+                "the time snoozed.",
+                lead_label,
+            )
+        ),
+        {
+            "type": "input",
+            "block_id": LENGTH_BLOCK,
+            "label": plain("Snooze for"),
+            "element": {
+                "type": "static_select",
+                "action_id": LENGTH_ACTION,
+                "placeholder": plain("Business time"),
+                "options": [option(label, value) for value, label in lengths][:100],
+            },
+        },
+        {
+            "type": "input",
+            "block_id": WHY_BLOCK,
+            "label": plain("Why"),
+            "hint": plain("Shown on the card and to your manager."),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": WHY_ACTION,
+                "max_length": 500,
+            },
+        },
+    ]
+    return _modal(SNOOZE_VIEW, "Snooze lead", "Snooze", str(handoff_id), blocks)

@@ -124,6 +124,8 @@ OUTCOME_LABELS = (
     ("no_owner", "qualified, no rep available"),
     ("missing_context", "qualified, missing context"),
     ("history", "qualified, kept as history"),
+    ("cooling_down", "qualified again, recycle cooldown"),
+    ("max_cycles", "qualified again, max_cycles reached"),
     ("nurture", "nurture (not qualified)"),
     ("updated", "updated, already with sales"),
     ("unchanged", "unchanged"),

@@ -8,9 +8,9 @@ import click
 
 from bot import clock
 from bot.cli.base import Env, fail, main, pass_env
-from bot.digest import build_digest, digest_sections, digest_text, window_for
+from bot.digest import build_digest, digest_text, window_for
 from bot.figures import GROUPS
-from bot.report import build_report, render
+from bot.report import build_report, cooling_down_lines, render
 
 
 @main.command()
@@ -27,7 +27,7 @@ def digest(env: Env, dry_run: bool, week: str | None) -> None:
     if dry_run:
         click.echo(digest_text(built))
         return
-    from bot.blocks.digest import digest_blocks, digest_fallback
+    from bot.digest import digest_message
     from bot.settings import secret
     from bot.slack import make_client
 
@@ -36,11 +36,8 @@ def digest(env: Env, dry_run: bool, week: str | None) -> None:
         fail("SLACK_BOT_TOKEN: required to post the digest (or use --dry-run)")
     client = make_client(token, env.settings.slack_api_url)
     channel = env.definition.digest.channel
-    client.chat_postMessage(
-        channel=channel,
-        text=digest_fallback(digest_sections(built)),
-        blocks=digest_blocks(digest_sections(built)),
-    )
+    text, blocks = digest_message(built)
+    client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     click.echo(f"Posted the digest for {window.label} to {channel}.")
 
 
@@ -82,3 +79,6 @@ def report(env: Env, start: str | None, end: str | None, by: str | None, fmt: st
     if since >= until:
         fail(f"--from: {first} is after {f'--to {last}' if last else 'today'}")
     click.echo(render(build_report(env.db, since, until, by), fmt))
+    if fmt == "table":
+        for line in cooling_down_lines(env.db, clock.now()):
+            click.echo(line)
