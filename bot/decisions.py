@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
@@ -44,6 +44,7 @@ from store import audit, outbox
 from store.models import Handoff, HandoffStatus, Lead, LeadStatus
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CARD_UPDATE = "card_update"
 HUBSPOT_OWNER = "hubspot_owner"  # the new owner of a reassigned lead, to HubSpot (writeback.py)
@@ -94,12 +95,12 @@ def authorise(services: Services, handoff: Handoff, user_id: str) -> None:
     # Whoever clicked may be anyone the card was shown to: name people by their
     # Slack mention, never by an email address.
     owner = mention(handoff.owner_user_id) if handoff.owner_user_id else "the lead's owner"
-    manager = _in_slack(services, services.definition.manager_of(handoff.owner_email))
+    manager = in_slack(services, services.definition.manager_of(handoff.owner_email))
     managed = md(" or their manager ({})", manager) if manager else " or their manager"
     raise Refused(md("Only {}{} can decide on this lead.", owner, managed))
 
 
-def _in_slack(services: Services, email: str | None) -> Mrkdwn | None:
+def in_slack(services: Services, email: str | None) -> Mrkdwn | None:
     """A mention of the person with this email, when Slack knows them."""
     if email is None:
         return None
@@ -470,7 +471,7 @@ def _decide(
     report it (`done`). Losing to the same person's identical decision (`user_id`,
     `attempt`) is a quiet refusal."""
     try:
-        decided = _write(services, write)
+        decided = write_retrying(services, write)
     except OperationalError:
         logger.exception("decision on handoff %s not written: the database stayed busy", handoff_id)
         raise Refused(
@@ -502,12 +503,13 @@ def _log_decision(
     lead_event(lead_id or f"#{handoff.lead_id}", "decided", words, decision=decision)
 
 
-def _write(services: Services, work: Callable[[Session], Handoff | None]) -> Handoff | None:
+def write_retrying(services: Services, work: Callable[[Session], T]) -> T:
     """`work` in a write transaction, retried while the database is busy (a write lock
     held elsewhere, a serialization failure, a lost connection) until it lands or
-    WRITE_BUDGET_SECONDS pass. Repeating is safe: a failed attempt rolled everything
-    back, and a claim only touches an open handoff. The Slack users the directory
-    learned before the ack are saved here too, never before it."""
+    WRITE_BUDGET_SECONDS pass: for what a user asked for after Slack had its ack.
+    Repeating is safe: a failed attempt rolled everything back, and a claim only
+    touches an open row. The Slack users the directory learned before the ack are
+    saved here too, never before it. Raises OperationalError when the budget is spent."""
     deadline = time.monotonic() + WRITE_BUDGET_SECONDS
     pause = 0.05
     while True:
@@ -519,7 +521,7 @@ def _write(services: Services, work: Callable[[Session], Handoff | None]) -> Han
         except OperationalError as exc:
             if time.monotonic() + pause >= deadline:
                 raise
-            logger.warning("decision retried: database busy (%s)", exc.orig)
+            logger.warning("write retried: database busy (%s)", exc.orig)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
 

@@ -16,12 +16,13 @@ causes is written in one transaction and sent through the outbox.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from bot import clock
@@ -34,7 +35,7 @@ from bot.blocks.disputes import (
     request_text,
 )
 from bot.cards import post_to_user
-from bot.decisions import Refused, _in_slack, lead_label, load
+from bot.decisions import Refused, in_slack, lead_label, load, write_retrying
 from bot.delivery import sender
 from bot.handoffs import NewHandoff, open_handoffs
 from bot.logs import lead_event
@@ -45,6 +46,7 @@ from store import disputes as dispute_store
 from store.models import Dispute, DisputeStatus, Handoff, HandoffStatus, Lead, LeadStatus, Outbox
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DISPUTE_REQUEST = "dispute_request"
 DISPUTE_OUTCOME = "dispute_outcome"
@@ -56,7 +58,7 @@ USAGE = Mrkdwn("Usage: `/handoff dispute LEAD NOTE` (the lead's id, then why mar
 def _marketing_only(services: Services, user_id: str) -> None:
     marketing = services.definition.owners.marketing.lower()
     if Viewer(services, user_id).email != marketing:
-        who = _in_slack(services, marketing)
+        who = in_slack(services, marketing)
         named = md(" ({})", who) if who else ""
         raise Refused(md("Only the definition's marketing owner{} can dispute a rejection.", named))
 
@@ -101,37 +103,40 @@ class PendingDispute:
         definition = services.definition
         handoff = self.handoff
         manager = definition.manager_of(handoff.owner_email) or definition.owners.sales.lower()
+
+        def work(session: Session) -> Dispute:
+            dispute = Dispute(
+                handoff_id=handoff.id,  # type: ignore[arg-type]
+                lead_id=handoff.lead_id,
+                by=self.user_id,
+                note=self.note,
+                at=self.at,
+                manager_email=manager,
+            )
+            session.add(dispute)
+            session.flush()
+            audit.record(
+                session,
+                at=self.at,
+                actor=self.user_id,
+                action="disputed",
+                lead_id=handoff.lead_id,
+                handoff_id=handoff.id,
+                note=self.note,
+                manager=manager,
+            )
+            outbox.enqueue(
+                session,
+                kind=DISPUTE_REQUEST,
+                payload={"dispute_id": dispute.id},
+                dedupe_key=f"dispute:{dispute.id}:ask",
+                handoff_id=handoff.id,
+                now=self.at,
+            )
+            return dispute
+
         try:
-            with services.db.transaction() as session:
-                dispute = Dispute(
-                    handoff_id=handoff.id,  # type: ignore[arg-type]
-                    lead_id=handoff.lead_id,
-                    by=self.user_id,
-                    note=self.note,
-                    at=self.at,
-                    manager_email=manager,
-                )
-                session.add(dispute)
-                session.flush()
-                audit.record(
-                    session,
-                    at=self.at,
-                    actor=self.user_id,
-                    action="disputed",
-                    lead_id=handoff.lead_id,
-                    handoff_id=handoff.id,
-                    note=self.note,
-                    manager=manager,
-                )
-                outbox.enqueue(
-                    session,
-                    kind=DISPUTE_REQUEST,
-                    payload={"dispute_id": dispute.id},
-                    dedupe_key=f"dispute:{dispute.id}:ask",
-                    handoff_id=handoff.id,
-                    now=self.at,
-                )
-                services.directory.save(session)
+            dispute = _write_or_refuse(services, work)
         except IntegrityError:
             raise Refused("This rejection was already disputed.") from None
         services.delivery.wake()
@@ -220,10 +225,11 @@ def decide(
     assert outcome in (DisputeStatus.REOPENED, DisputeStatus.UPHELD)
     found = _load(services, dispute_id)
     if Viewer(services, user_id).email != found.manager_email:
-        who = _in_slack(services, found.manager_email)
+        who = in_slack(services, found.manager_email)
         raise Refused(md("Only {} can decide on this dispute.", who or "the rep's manager"))
     at = now or clock.now()
-    with services.db.transaction() as session:
+
+    def work(session: Session) -> Dispute | None:
         if not dispute_store.claim(
             session,
             found.id,
@@ -231,7 +237,7 @@ def decide(
             decided_by=user_id,
             decided_at=at,  # type: ignore[arg-type]
         ):
-            raise _decided_first(services, found.id, user_id, outcome)  # type: ignore[arg-type]
+            return None
         detail: dict[str, Any] = {}
         if outcome == DisputeStatus.REOPENED:
             detail["new_handoff_id"] = _reopen(services, session, found, user_id, at)
@@ -256,9 +262,26 @@ def decide(
         decided = session.get(Dispute, found.id)
         assert decided is not None
         session.expunge(decided)
+        return decided
+
+    decided = _write_or_refuse(services, work)
+    if decided is None:
+        raise _decided_first(services, found.id, user_id, outcome)  # type: ignore[arg-type]
     services.delivery.wake()
     lead_event(f"#{found.lead_id}", "dispute", outcome, decision=outcome)
     return decided
+
+
+def _write_or_refuse(services: Services, work: Callable[[Session], T]) -> T:
+    """`work` retried while the database is busy (bot/decisions.py); a refusal the user
+    reads when it stayed busy."""
+    try:
+        return write_retrying(services, work)
+    except OperationalError:
+        logger.exception("dispute not written: the database stayed busy")
+        raise Refused(
+            "I could not save that: the database stayed busy. Please try again."
+        ) from None
 
 
 def _decided_first(services: Services, dispute_id: int, user_id: str, outcome: str) -> Refused:

@@ -12,23 +12,27 @@ card updates (now, and again when the snooze ends).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from bot import clock
 from bot.blocks.common import local_time, md, slack_date
 from bot.calendar import BusinessDuration, parse_duration
-from bot.decisions import CARD_UPDATE, Refused, authorise, ensure_open, load
+from bot.decisions import CARD_UPDATE, Refused, authorise, ensure_open, load, write_retrying
 from bot.definition import Definition
 from bot.logs import lead_event
 from bot.services import Services
 from store import audit, outbox
 from store import snoozes as snooze_store
 from store.models import Handoff, HandoffStatus, SlaTimer, Snooze, TimerStatus
+
+logger = logging.getLogger(__name__)
 
 WHY_LIMIT = 500
 _LENGTHS = ("30m", "1h", "2h", "4h", "1d")
@@ -112,9 +116,15 @@ class PendingSnooze:
 
     def record(self, services: Services) -> Snooze:
         """Write it; Refused when the handoff was decided or snoozed meanwhile."""
-        with services.db.transaction() as session:
-            snooze = self._write(services.definition, session)
-            services.directory.save(session)
+        try:
+            snooze = write_retrying(services, lambda s: self._write(services.definition, s))
+        except OperationalError:
+            logger.exception(
+                "snooze of handoff %s not written: the database stayed busy", self.handoff.id
+            )
+            raise Refused(
+                "I could not save the snooze: the database stayed busy. Please try again."
+            ) from None
         if snooze is None:
             raise Refused("Someone decided on or snoozed this lead first.")
         services.delivery.wake()
