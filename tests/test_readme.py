@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.definition import load_definition
-from tests.conftest import INTAKE_SECRET, REPS
+from tests.conftest import INTAKE_SECRET, REPS, lead
 
 ROOT = Path(__file__).parent.parent
 
@@ -54,3 +54,19 @@ def test_the_sending_leads_example_hands_a_lead_off(app_factory, db, fake_slack)
     app.drain()
     [post] = fake_slack.calls_to("chat.postMessage")
     assert post.args["channel"] == REPS[result["owner"]]
+
+
+def test_the_script_recipe_signs_and_sends_leads(app_factory, db, fake_slack, monkeypatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.partition("\n## Sending leads\n")[2].split("\n## ", 1)[0]
+    [code] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    app = app_factory(db)
+    monkeypatch.setenv("HANDOFF_INTAKE_SECRET", INTAKE_SECRET)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    send_leads = namespace["send_leads"]
+    url = f"http://127.0.0.1:{app.server.port}/leads"
+    [result] = send_leads([lead("script-1")], url=url)  # type: ignore[operator]
+    assert result["outcome"] == "handed_off"
+    [again] = send_leads(lead("script-1"), url=url)  # type: ignore[operator]
+    assert again["outcome"] == "unchanged"
