@@ -377,6 +377,7 @@ class Reassignment:
                     owner_user_id=person.user_id,
                     routed_by=self.routed_by,
                     previous_id=old.id,
+                    definition_version=old.definition_version,
                 )
             ],
             now=at,

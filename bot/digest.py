@@ -112,6 +112,7 @@ class Digest:
     breaches: list[tuple[str, int]]
     trend: list[tuple[str, int, int]]  # week label, handed off, accepted
     target: list[str] = field(default_factory=list)
+    definition_version: int | None = None  # the version active when it was built
 
 
 def _count(*where: Any) -> Any:
@@ -265,6 +266,7 @@ def build_digest(db: Database, definition: Definition, window: Window) -> Digest
         breaches,
         trend,
         target,
+        definition.version,
     )
 
 
@@ -339,7 +341,12 @@ def digest_sections(digest: Digest) -> list[tuple[str, str]]:
             f"Handoff alignment digest, {digest.window.label}",
             f"Handed off {digest.handed_off} · accepted {digest.accepted} · rejected "
             f"{digest.rejected} · still open {digest.still_open}\n"
-            f"Accept rate {_pct(digest.accept_rate)}{change}",
+            f"Accept rate {_pct(digest.accept_rate)}{change}"
+            + (
+                f"\nDefinition version {digest.definition_version}"
+                if digest.definition_version is not None
+                else ""
+            ),
         )
     ]
     if digest.reasons:

@@ -8,8 +8,9 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 
-from bot import decisions
+from bot import decisions, governance
 from bot.blocks.card import ACCEPT, COMMERCIAL, COMMERCIAL_BLOCK, OPEN_CARD, REASSIGN, REJECT
+from bot.blocks.governance import APPROVE, DECLINE, decline_modal
 from bot.blocks.modals import reassign_modal, reject_modal
 from bot.decisions import Refused
 from bot.replies import tell_refusal
@@ -120,6 +121,43 @@ def on_reassign(
     )
 
 
+def on_approve_definition(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
+    ack()
+    after_ack(context, approve_definition, context["services"], client, body, _retried(request))
+
+
+def approve_definition(
+    services: Services, client: WebClient, body: dict[str, Any], retried: bool
+) -> None:
+    try:
+        governance.approve(services, body["actions"][0].get("value"), body["user"]["id"])
+    except Refused as refusal:
+        refuse(client, body, refusal, retried)
+
+
+def _decline_view(_services: Services, checked: Any) -> dict[str, Any]:
+    proposal, _roles = checked
+    return decline_modal(proposal.id)
+
+
+def on_decline_definition(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
+    ack()
+    after_ack(
+        context,
+        open_modal,
+        context["services"],
+        client,
+        body,
+        governance.check_owner,
+        _decline_view,
+        _retried(request),
+    )
+
+
 def acknowledge_only(ack: Ack) -> None:
     """Checkbox ticks are read from the card when the rep decides; link buttons need no work."""
     ack()
@@ -129,5 +167,7 @@ def register(app: App) -> None:
     app.action(ACCEPT)(on_accept)
     app.action(REJECT)(on_reject)
     app.action(REASSIGN)(on_reassign)
+    app.action(APPROVE)(on_approve_definition)
+    app.action(DECLINE)(on_decline_definition)
     app.action(COMMERCIAL)(acknowledge_only)
     app.action(OPEN_CARD)(acknowledge_only)

@@ -22,7 +22,7 @@ def run(env: Env, host: str) -> None:
     problems = env.settings_problems + env.read_settings.problems_for_run()
     if problems:
         fail(CANNOT_START + "\n" + "\n".join(f"  {p}" for p in dict.fromkeys(problems)))
-    services = build_services(env.settings, env.definition, env.db, env.sources)
+    services = build_services(env.settings, env.file_definition, env.db, env.sources)
     # A token Slack refuses (or one without the scopes the app needs) stops here, in one
     # line; Slack being unreachable does not: the server starts, not ready, and retries.
     watch = SlackWatch(lambda: check_slack(services.slack))
