@@ -251,7 +251,9 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
         return {"skipped": f"handoff is {handoff.status}"}
     email, person = _find_owner(services, handoff, lead)  # may fall back to the pool
     handoff.owner_user_id = person.user_id
-    model = build_model(services.definition, handoff, lead, detail, person.tz)
+    # Labels from the version the lead was handed off under: a later one may rename them.
+    definition = services.definitions.at_version(handoff.definition_version)
+    model = build_model(definition, handoff, lead, detail, person.tz)
     result = post_to_user(
         services, person.user_id, text=fallback_text(model), blocks=build_card(model)
     )
@@ -273,7 +275,8 @@ def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
             raise Retry(_CARD_NOT_POSTED_YET, "card not posted yet")
         reassigned_to = _reassigned_to(session, handoff)
     tz = _owner_tz(services, handoff.owner_email)
-    model = build_model(services.definition, handoff, lead, detail, tz, reassigned_to)
+    definition = services.definitions.at_version(handoff.definition_version)
+    model = build_model(definition, handoff, lead, detail, tz, reassigned_to)
     services.slack.chat_update(
         channel=handoff.channel, ts=handoff.ts, text=fallback_text(model), blocks=build_card(model)
     )

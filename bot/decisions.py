@@ -366,7 +366,7 @@ class Reassignment:
         ):
             return None
         old = _reload(session, self.handoff.id)
-        close_clock(session, services.definition, old, at=at)
+        close_clock(session, services.definitions.at_version(old.definition_version), old, at=at)
         (successor_id,) = open_handoffs(
             session,
             definition=services.definition,
@@ -545,7 +545,9 @@ def _settle(
     **detail: Any,
 ) -> None:
     """What every final decision does, in the deciding transaction."""
-    close_clock(session, services.definition, handoff, at=now)
+    close_clock(
+        session, services.definitions.at_version(handoff.definition_version), handoff, at=now
+    )
     session.execute(
         update(Lead).where(Lead.id == handoff.lead_id).values(status=lead_status, updated_at=now)
     )
