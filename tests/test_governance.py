@@ -462,3 +462,38 @@ def test_log_diff_and_the_lead_name_their_versions(
     story = cli("lead", "crm-1").stdout
     assert "(definition v3)" in story and "(definition v4)" in story
     assert "under definition v3" in story  # the handoff keeps the version it was made under
+
+
+def test_concurrent_approvals_on_postgresql_activate_once(app_factory, pg, fake_slack, owners):
+    from bot import governance
+    from bot.decisions import Refused
+
+    first, second = app_factory(pg), app_factory(pg)  # two processes' worth of services
+    text = (DATA / "definition.yml").read_text().replace(*STRICTER)
+    proposal_id = governance.propose(first.services, text, note=None, proposed_by=PROPOSER[1]).id
+    outcomes: list[Any] = []
+
+    def approve(app, user_id: str) -> None:
+        try:
+            outcomes.append(governance.approve(app.services, proposal_id, user_id).activated)
+        except Refused as refusal:
+            outcomes.append(refusal.quiet)
+
+    run_together(
+        *[
+            lambda app=app, user=user: approve(app, user)
+            for app in (first, second)
+            for user in (MARKETING, SALES)
+        ]
+        * 2
+    )
+    # Two approvals land (one per owner), one of them activates; the rest were repeats.
+    assert sorted(o for o in outcomes if isinstance(o, int) and not isinstance(o, bool)) == [4]
+    refusals = [o for o in outcomes if isinstance(o, bool)]  # repeats: quiet, or "approved"
+    assert outcomes.count(None) == 1 and len(refusals) == 6
+    assert [a.action for a in rows(pg, Audit)].count("definition_activated") == 1
+    for app in (first, second):
+        sweep(app)
+        assert app.services.definition.version == 4
+    first.post_leads(lead("after"))
+    assert verdict_versions(pg, "after") == [4]
