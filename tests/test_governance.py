@@ -497,3 +497,27 @@ def test_concurrent_approvals_on_postgresql_activate_once(app_factory, pg, fake_
         assert app.services.definition.version == 4
     first.post_leads(lead("after"))
     assert verdict_versions(pg, "after") == [4]
+
+
+def slot(trigger) -> tuple[str, str, str]:
+    fields = {field.name: str(field) for field in trigger.fields}
+    return fields["day_of_week"], fields["hour"], fields["minute"]
+
+
+def test_a_new_digest_slot_moves_the_weekly_job_at_the_switch(
+    app, db, fake_slack, owners, cli, tmp_path
+):
+    from bot.scheduler import DIGEST_JOB
+
+    scheduler = build_scheduler(app.services)
+    scheduler.start(paused=True)
+    try:
+        assert slot(scheduler.get_job(DIGEST_JOB).trigger) == ("0", "9", "0")  # Monday 09:00
+        path = candidate(tmp_path, ('schedule: "mon 09:00"', 'schedule: "fri 16:30"'))
+        result = cli("definition", "activate", str(path), "--force", "--why", "new team rhythm")
+        assert result.exit_code == 0, result.stderr
+        job = scheduler.get_job(SLA_SWEEP_JOB)
+        job.func(*job.args)  # this process's sweep sees version 4
+        assert slot(scheduler.get_job(DIGEST_JOB).trigger) == ("4", "16", "30")  # Friday
+    finally:
+        scheduler.shutdown(wait=False)
