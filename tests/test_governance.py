@@ -153,6 +153,22 @@ def verdict_versions(db: Database, external_id: str) -> list[int]:
 
 
 @pytest.fixture
+def two_apps(app_factory):
+    """Two apps on one database as two processes run them, each with its own engine."""
+    engines: list[Database] = []
+
+    def start(db: Database) -> tuple[Any, Any]:
+        other = Database(db.url)
+        other.create_schema()
+        engines.append(other)
+        return app_factory(db), app_factory(other)
+
+    yield start
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
 def accepted(app, db, fake_slack):
     """One lead (250 employees) handed off under version 3 and accepted by its rep."""
     assert app.post_leads(lead("crm-1")).json()["results"][0]["outcome"] == "handed_off"
@@ -201,6 +217,24 @@ def test_a_proposal_dms_both_owners_the_change_backtest_and_buttons(
     assert verdict_versions(db, "crm-2") == [3]
 
 
+def test_a_slack_outage_delays_the_owners_dms_and_loses_nothing(
+    app, db, fake_slack, owners, cli, tmp_path
+):
+    for email in OWNERS.values():  # known to the directory from an earlier lookup
+        assert app.services.directory.by_email(email) is not None
+    with db.transaction() as session:
+        app.services.directory.save(session)
+    fake_slack.set_outage(True)
+    proposal_id = propose(cli, candidate(tmp_path))
+    app.drain()
+    assert [row.status for row in rows(db, Outbox)] == ["pending", "pending"]
+    fake_slack.set_outage(False)
+    deliver(app, db)
+    for owner in OWNERS:
+        [dm] = [c for c in dms_to(fake_slack, owner) if c.ok]
+        assert buttons(dm) == {APPROVE: str(proposal_id), DECLINE: str(proposal_id)}
+
+
 @pytest.mark.parametrize("who", ["U0STRANGER", "U0REP1", "U0MGR"])
 def test_anyone_but_the_owners_is_refused(app, db, fake_slack, owners, cli, tmp_path, who):
     proposal_id = propose(cli, candidate(tmp_path))
@@ -217,9 +251,9 @@ def test_anyone_but_the_owners_is_refused(app, db, fake_slack, owners, cli, tmp_
 
 
 def test_one_approval_changes_nothing_two_switch_every_running_app(
-    app_factory, db, fake_slack, owners, cli, tmp_path
+    two_apps, db, fake_slack, owners, cli, tmp_path
 ):
-    first, second = app_factory(db), app_factory(db)  # two processes on one database file
+    first, second = two_apps(db)
     proposal_id = propose(cli, candidate(tmp_path))
     first.drain()
 
@@ -258,9 +292,9 @@ def test_one_approval_changes_nothing_two_switch_every_running_app(
 
 
 def test_double_clicks_and_concurrent_approvals_activate_once(
-    app_factory, db, fake_slack, owners, cli, tmp_path
+    two_apps, db, fake_slack, owners, cli, tmp_path
 ):
-    first, second = app_factory(db), app_factory(db)
+    first, second = two_apps(db)
     proposal_id = propose(cli, candidate(tmp_path))
     first.drain()
     run_together(
@@ -464,11 +498,11 @@ def test_log_diff_and_the_lead_name_their_versions(
     assert "under definition v3" in story  # the handoff keeps the version it was made under
 
 
-def test_concurrent_approvals_on_postgresql_activate_once(app_factory, pg, fake_slack, owners):
+def test_concurrent_approvals_on_postgresql_activate_once(two_apps, pg, fake_slack, owners):
     from bot import governance
     from bot.decisions import Refused
 
-    first, second = app_factory(pg), app_factory(pg)  # two processes' worth of services
+    first, second = two_apps(pg)
     text = (DATA / "definition.yml").read_text().replace(*STRICTER)
     proposal_id = governance.propose(first.services, text, note=None, proposed_by=PROPOSER[1]).id
     outcomes: list[Any] = []
