@@ -49,13 +49,6 @@ class ProposalError(ValueError):
         self.problems = problems
 
 
-@dataclass(frozen=True)
-class Asked:
-    """Who a proposal goes to: role -> (email, Slack user id)."""
-
-    owners: dict[str, tuple[str, str]]
-
-
 def _candidate(text: str, source: str) -> Definition:
     try:
         return parse_text(text, source=source)
@@ -63,9 +56,10 @@ def _candidate(text: str, source: str) -> Definition:
         raise ProposalError([f"{source}: {p}" for p in exc.problems]) from None
 
 
-def _owners_in_slack(services: Services, definition: Definition) -> Asked:
-    """Both owners' Slack users, or ProposalError naming each one Slack does not know."""
-    found: dict[str, tuple[str, str]] = {}
+def _owners_in_slack(services: Services, definition: Definition) -> dict[str, str]:
+    """Role -> email of both owners, once Slack knows them both; else ProposalError
+    naming each one Slack does not know."""
+    found: dict[str, str] = {}
     problems = []
     for role in ROLES:
         email = getattr(definition.owners, role)
@@ -80,10 +74,10 @@ def _owners_in_slack(services: Services, definition: Definition) -> Asked:
                 "nothing was sent"
             )
             continue
-        found[role] = (email, person.user_id)
+        found[role] = email
     if problems:
         raise ProposalError(problems)
-    return Asked(found)
+    return found
 
 
 def summarize(report: Backtest, current: Definition, candidate: Definition) -> dict[str, Any]:
@@ -145,7 +139,9 @@ def propose(
         for older in store.open_proposals(session):
             if older.id != row.id:
                 _withdraw(session, older, by=row.id, at=now)
-        for role, (email, _user_id) in asked.owners.items():
+        for role, email in asked.items():
+            if role != "marketing" and email == asked["marketing"]:
+                continue  # one person owns both: one DM, and their click approves for both
             store.save_message(session, row.id, role, email)
             outbox.enqueue(
                 session,
