@@ -8,12 +8,21 @@ from typing import Any
 
 from slack_bolt import App, BoltContext
 
-from bot import cards, digest, disputes, reminders, review, writeback  # noqa: F401 - senders
+from bot import (  # noqa: F401 - senders
+    cards,
+    digest,
+    disputes,
+    governance_messages,
+    reminders,
+    review,
+    writeback,
+)
 from bot.crm.sources import Sources, with_salesforce_url
 from bot.definition import Definition
 from bot.services import Services
 from bot.settings import Settings, secret
 from bot.slack import Directory, make_client
+from bot.versions import ActiveDefinition, establish
 from store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -22,13 +31,21 @@ AFTER_ACK_THREADS = 5
 
 
 def build_services(
-    settings: Settings, definition: Definition, db: Database, sources: Sources | None = None
+    settings: Settings,
+    definition: Definition,
+    db: Database,
+    sources: Sources | None = None,
+    *,
+    active: ActiveDefinition | None = None,
 ) -> Services:
+    """`definition` is the file's: the database's active version is what the app judges
+    with (the file becomes it on an empty database). A CLI command passes the `active`
+    it already read."""
     slack = make_client(secret(settings.slack_bot_token), settings.slack_api_url)
     return Services(
         settings=settings,
         db=db,
-        definition=definition,
+        definitions=active or establish(db, definition),
         slack=slack,
         directory=Directory(db, slack),
         sources=with_salesforce_url(sources, settings.salesforce_url),

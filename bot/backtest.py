@@ -144,9 +144,7 @@ def render(report: Backtest, current: Definition, candidate: Definition) -> str:
         if items:
             shown = ", ".join(items[:EXAMPLES]) + (" …" if len(items) > EXAMPLES else "")
             lines.append(f"{title} ({len(items)}): {shown}")
-    if candidate.version <= current.version:
-        lines.append(
-            f"\nNote: the candidate's version ({candidate.version}) is not above the "
-            f"active one ({current.version}); bump `version` before it goes live."
-        )
+    lines.append(
+        "\nTo make it live: handoff definition propose FILE (both owners approve it in Slack)."
+    )
     return "\n".join(lines)

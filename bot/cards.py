@@ -274,14 +274,10 @@ def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
         return {"skipped": f"handoff is {handoff.status}"}
     email, person = _find_owner(services, handoff, lead)  # may fall back to the pool
     handoff.owner_user_id = person.user_id
+    # Labels from the version the lead was handed off under: a later one may rename them.
+    definition = services.definitions.at_version(handoff.definition_version)
     model = build_model(
-        services.definition,
-        handoff,
-        lead,
-        detail,
-        person.tz,
-        sources=services.sources,
-        now=clock.now(),
+        definition, handoff, lead, detail, person.tz, sources=services.sources, now=clock.now()
     )
     result = post_to_user(
         services, person.user_id, text=fallback_text(model), blocks=build_card(model)
@@ -307,8 +303,9 @@ def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
         now = clock.now()
         snoozed = snooze_store.current(session, [handoff.id], now).get(handoff.id)
     tz = _owner_tz(services, handoff.owner_email)
+    definition = services.definitions.at_version(handoff.definition_version)
     model = build_model(
-        services.definition,
+        definition,
         handoff,
         lead,
         detail,

@@ -369,7 +369,7 @@ class Reassignment:
         ):
             return None
         old = _reload(session, self.handoff.id)
-        close_clock(session, services.definition, old, at=at)
+        close_clock(session, services.definitions.at_version(old.definition_version), old, at=at)
         (successor_id,) = open_handoffs(
             session,
             definition=services.definition,
@@ -380,6 +380,7 @@ class Reassignment:
                     owner_user_id=person.user_id,
                     routed_by=self.routed_by,
                     previous_id=old.id,
+                    definition_version=old.definition_version,
                 )
             ],
             now=at,
@@ -564,7 +565,9 @@ def _settle(
     **detail: Any,
 ) -> None:
     """What every final decision does, in the deciding transaction."""
-    close_clock(session, services.definition, handoff, at=now)
+    close_clock(
+        session, services.definitions.at_version(handoff.definition_version), handoff, at=now
+    )
     values = {"status": lead_status, "updated_at": now, **(lead_values or {})}
     session.execute(update(Lead).where(Lead.id == handoff.lead_id).values(**values))
     if values.get("returns_after") is not None:

@@ -274,6 +274,9 @@ class Definition:
     target: Target | None
     source: str
     fingerprint: str
+    # The parsed YAML it was read from: its text when it came from no file (tests, a
+    # definition built in code) and must be stored as a version (bot/versions.py).
+    data: Any = field(default=None, compare=False, repr=False)
 
     def calendar(self) -> BusinessCalendar:
         return self._calendar
@@ -964,6 +967,7 @@ def parse_definition(data: Any, *, source: str = "<definition>") -> Definition:
         target=target,
         source=source,
         fingerprint=hashlib.sha256(canonical).hexdigest()[:16],
+        data=data,
     )
 
 

@@ -115,6 +115,7 @@ class Digest:
     trend: list[tuple[str, int, int]]  # week label, handed off, accepted
     target: list[str] = field(default_factory=list)
     disputes: tuple[int, int, int] = (0, 0, 0)  # disputed, reopened, upheld (bot/disputes.py)
+    definition_version: int | None = None  # the version active when it was built
 
 
 def _count(*where: Any) -> Any:
@@ -271,6 +272,7 @@ def build_digest(db: Database, definition: Definition, window: Window) -> Digest
         trend,
         target,
         disputes,
+        definition.version,
     )
 
 
@@ -346,7 +348,13 @@ def digest_sections(digest: Digest, *, examples: bool = True) -> list[tuple[str,
             f"Handoff alignment digest, {digest.window.label}",
             f"Handed off {digest.handed_off} · accepted {digest.accepted} · rejected "
             f"{digest.rejected} · still open {digest.still_open}\n"
-            f"Accept rate {_pct(digest.accept_rate)}{change}" + _dispute_line(digest),
+            f"Accept rate {_pct(digest.accept_rate)}{change}"
+            + _dispute_line(digest)
+            + (
+                f"\nDefinition version {digest.definition_version}"
+                if digest.definition_version is not None
+                else ""
+            ),
         )
     ]
     if digest.reasons:

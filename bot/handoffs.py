@@ -38,6 +38,7 @@ class NewHandoff:
     routed_by: str
     previous_id: int | None = None
     owner_user_id: str | None = None
+    definition_version: int | None = None  # a reassignment keeps its lead's version
 
 
 def open_handoffs(
@@ -66,6 +67,7 @@ def open_handoffs(
                 "status": HandoffStatus.OPEN,
                 "commercial": [],
                 "previous_id": item.previous_id,
+                "definition_version": item.definition_version or definition.version,
             }
             for item in new
         ],
@@ -117,6 +119,7 @@ def open_handoffs(
                     "owner": item.owner_email,
                     "why": item.routed_by,
                     "due_at": due_at.isoformat(),
+                    "version": item.definition_version or definition.version,
                 },
             }
             for item, handoff_id in zip(new, ids, strict=True)

@@ -41,7 +41,10 @@ class Event:
 def _describe_audit(row: Audit) -> str:
     detail: dict[str, Any] = dict(row.detail or {})
     words = {
-        "handed_off": lambda d: f"to {d.get('owner')} ({d.get('why')}), due {d.get('due_at')}",
+        "handed_off": lambda d: (
+            f"to {d.get('owner')} ({d.get('why')}), due {d.get('due_at')}"
+            + (f", under definition v{d['version']}" if d.get("version") else "")
+        ),
         "accepted": lambda d: "confirmed: " + (", ".join(d.get("commercial") or []) or "nothing"),
         "rejected": lambda d: (
             f"reason {d.get('reason')} ({d.get('outcome')})"

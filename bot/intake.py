@@ -25,6 +25,7 @@ from bot.judge import IgnoredSignal, Verdict, judge
 from bot.leads import LeadIn
 from bot.logs import lead_event
 from bot.routing import route
+from bot.versions import ActiveDefinition
 from store import audit
 from store import leads as lead_store
 from store import routing as routing_store
@@ -222,7 +223,7 @@ class Intake:
     def __init__(
         self,
         db: Database,
-        definition: Definition,
+        definition: Definition | ActiveDefinition,
         *,
         actor: str = "intake",
         delivery: Delivery | None = None,
@@ -231,11 +232,17 @@ class Intake:
     ) -> None:
         self.db = db
         self.history = history
-        self.definition = definition
+        # A running app passes its ActiveDefinition: each batch is judged with the
+        # version active when it starts (import and demo pass one Definition).
+        self._definition = definition
         self.actor = actor
         self.delivery = delivery
         self.busy_budget = busy_budget
-        self._rule_keys = [rule.key for rule in definition.handoff.routing]
+
+    @property
+    def definition(self) -> Definition:
+        source = self._definition
+        return source if isinstance(source, Definition) else source.current
 
     def ingest(
         self,
@@ -430,7 +437,7 @@ class Intake:
         lead_store.insert_verdicts(session, verdict_rows)
 
         handoff_ids = (
-            self._hand_off(session, batch, to_route, lead_ids, outcomes, now=now)
+            self._hand_off(session, definition, batch, to_route, lead_ids, outcomes, now=now)
             if to_route
             else []
         )
@@ -471,6 +478,7 @@ class Intake:
     def _hand_off(
         self,
         session: Any,
+        definition: Definition,
         batch: Sequence[LeadIn],
         indexes: list[int],
         lead_ids: list[int | None],
@@ -481,14 +489,15 @@ class Intake:
         away = routing_store.away_reps(session)
         # Leads whose explicit owner is not away need no rotation: skip reading it.
         needs_rotation = any(not batch[i].owner or batch[i].owner in away for i in indexes)
-        rotation = routing_store.positions(session, self._rule_keys) if needs_rotation else {}
+        rule_keys = [rule.key for rule in definition.handoff.routing]
+        rotation = routing_store.positions(session, rule_keys) if needs_rotation else {}
         new: list[NewHandoff] = []
         changed_keys: set[str] = set()
         unrouted: list[dict[str, Any]] = []
         for i in indexes:
             lead, lead_id, outcome = batch[i], lead_ids[i], outcomes[i]
             assert lead_id is not None and outcome is not None
-            decision = route(lead, self.definition, rotation=rotation, away=away)
+            decision = route(lead, definition, rotation=rotation, away=away)
             if decision.owner is None:
                 unrouted.append({"b_id": lead_id, "status": LeadStatus.NURTURE, "ready": False})
                 audit.record(
@@ -511,9 +520,7 @@ class Intake:
         lead_store.update_leads(session, unrouted)
         for key in changed_keys:
             routing_store.save_position(session, key, rotation[key])
-        return open_handoffs(
-            session, definition=self.definition, new=new, now=now, actor=self.actor
-        )
+        return open_handoffs(session, definition=definition, new=new, now=now, actor=self.actor)
 
 
 def report_received(result: dict[str, Any], *, via: str = "") -> None:

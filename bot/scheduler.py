@@ -18,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import clock, digest, reminders, review
 from bot.crm.webhook import ingest_records
+from bot.definition import Definition
 from bot.hubspot.poll import poll_job
 from bot.intake import Intake
 from bot.salesforce import poll as salesforce
@@ -45,6 +46,27 @@ def digest_trigger(services: Services) -> CronTrigger:
     )
 
 
+def sweep(services: Services) -> int:
+    """The sweep job: first follow the active definition (another process may have
+    activated a new version), then fire the SLA timers that fell due."""
+    try:
+        services.definitions.refresh()
+    except Exception:  # the database being down must not stop the timers' own retries
+        logger.exception("could not check the active definition version")
+    return reminders.sweep(services)
+
+
+def _reschedule_digest(
+    scheduler: BackgroundScheduler, services: Services, old: Definition, new: Definition
+) -> None:
+    """A new version that moves the digest's slot or time zone moves the cron job."""
+    if old.digest.schedule == new.digest.schedule and old.timezone == new.timezone:
+        return
+    if scheduler.get_job(DIGEST_JOB) is not None:
+        scheduler.reschedule_job(DIGEST_JOB, trigger=digest_trigger(services))
+        logger.info("weekly digest rescheduled for definition version %s", new.version)
+
+
 def build_scheduler(services: Services) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         timezone="UTC",
@@ -53,7 +75,7 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     now = clock.now()
     # First sweep at start: what fell due while the process was down goes out now.
     scheduler.add_job(
-        reminders.sweep,
+        sweep,
         IntervalTrigger(seconds=services.settings.handoff_sweep_seconds),
         id=SLA_SWEEP_JOB,
         args=[services],
@@ -67,6 +89,7 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
         args=[services],
         replace_existing=True,
     )
+    services.definitions.on_switch(partial(_reschedule_digest, scheduler, services))
     scheduler.add_job(
         digest.catch_up,
         id=DIGEST_CATCH_UP_JOB,
@@ -107,7 +130,7 @@ def hubspot_poll(services: Services) -> tuple[float, Callable[[], Any]] | None:
     if services.hubspot is None:
         logger.error("sources.yml polls HubSpot but HUBSPOT_TOKEN is not set: not polling")
         return None
-    intake = Intake(services.db, services.definition, delivery=services.delivery)
+    intake = Intake(services.db, services.definitions, delivery=services.delivery)
 
     def ingest(records: list[dict[str, Any]]) -> None:
         ingest_records(services, intake, source, records)

@@ -71,7 +71,7 @@ class Router:
         logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
         self.intake = Intake(
             services.db,
-            services.definition,
+            services.definitions,
             delivery=services.delivery,
             busy_budget=INTAKE_BUSY_SECONDS,
         )

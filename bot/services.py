@@ -14,6 +14,7 @@ from bot.hubspot.api import HubSpotClient, Owners
 from bot.salesforce.api import SalesforceClient
 from bot.settings import Settings, secret
 from bot.slack import Directory
+from bot.versions import ActiveDefinition
 from store.db import Database
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 class Services:
     settings: Settings
     db: Database
-    definition: Definition
+    definitions: ActiveDefinition  # the active version, swapped in live by the sweep
     slack: WebClient
     directory: Directory
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0))
@@ -33,6 +34,11 @@ class Services:
     hubspot: HubSpotClient | None = field(init=False, default=None)
     hubspot_owners: Owners | None = field(init=False, default=None)
     salesforce: SalesforceClient | None = field(init=False, default=None)
+
+    @property
+    def definition(self) -> Definition:
+        """The definition to judge, route and decide with now (read it at each use)."""
+        return self.definitions.current
 
     def __post_init__(self) -> None:
         from bot.delivery import Delivery

@@ -61,6 +61,8 @@ def _handed_off_under(session: Session, handoff: Handoff) -> int | None:
         if previous is None:
             break
         first = previous
+    if first.definition_version is not None:
+        return first.definition_version
     return session.scalars(
         select(Verdict.definition_version)
         .where(Verdict.lead_id == handoff.lead_id, Verdict.judged_at <= first.assigned_at)

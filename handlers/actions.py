@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 
-from bot import decisions, disputes, snooze
+from bot import decisions, disputes, governance, snooze
 from bot.blocks.card import (
     ACCEPT,
     COMMERCIAL,
@@ -20,6 +20,7 @@ from bot.blocks.card import (
     SNOOZE,
 )
 from bot.blocks.disputes import DISPUTE, REOPEN, UPHOLD, dispute_modal
+from bot.blocks.governance import APPROVE, DECLINE, decline_modal
 from bot.blocks.modals import reassign_modal, reject_modal, snooze_modal
 from bot.decisions import Refused
 from bot.replies import tell_refusal
@@ -204,6 +205,43 @@ def on_uphold(
     )
 
 
+def on_approve_definition(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
+    ack()
+    after_ack(context, approve_definition, context["services"], client, body, _retried(request))
+
+
+def approve_definition(
+    services: Services, client: WebClient, body: dict[str, Any], retried: bool
+) -> None:
+    try:
+        governance.approve(services, body["actions"][0].get("value"), body["user"]["id"])
+    except Refused as refusal:
+        refuse(client, body, refusal, retried)
+
+
+def _decline_view(_services: Services, checked: Any) -> dict[str, Any]:
+    proposal, _roles = checked
+    return decline_modal(proposal.id)
+
+
+def on_decline_definition(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient, request: BoltRequest
+) -> None:
+    ack()
+    after_ack(
+        context,
+        open_modal,
+        context["services"],
+        client,
+        body,
+        governance.check_owner,
+        _decline_view,
+        _retried(request),
+    )
+
+
 def acknowledge_only(ack: Ack) -> None:
     """Checkbox ticks are read from the card when the rep decides; link buttons need no work."""
     ack()
@@ -217,6 +255,8 @@ def register(app: App) -> None:
     app.action(DISPUTE)(on_dispute)
     app.action(REOPEN)(on_reopen)
     app.action(UPHOLD)(on_uphold)
+    app.action(APPROVE)(on_approve_definition)
+    app.action(DECLINE)(on_decline_definition)
     app.action(COMMERCIAL)(acknowledge_only)
     app.action(OPEN_CARD)(acknowledge_only)
     app.action(OPEN_CRM)(acknowledge_only)

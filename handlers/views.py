@@ -7,8 +7,9 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot import decisions, disputes, snooze
+from bot import decisions, disputes, governance, snooze
 from bot.blocks.disputes import DISPUTE_NOTE_ACTION, DISPUTE_NOTE_BLOCK, DISPUTE_VIEW
+from bot.blocks.governance import DECLINE_NOTE_ACTION, DECLINE_NOTE_BLOCK, DECLINE_VIEW
 from bot.blocks.modals import (
     ASSIGNEE_ACTION,
     ASSIGNEE_BLOCK,
@@ -118,8 +119,25 @@ def on_dispute_submitted(
     after_ack(context, disputes.record_after_ack, services, pending)
 
 
+def on_decline_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+) -> None:
+    services = context["services"]
+    note = _value(view, DECLINE_NOTE_BLOCK, DECLINE_NOTE_ACTION).get("value")
+    try:
+        declined = governance.check_decline(
+            services, view.get("private_metadata"), body["user"]["id"], note
+        )
+    except Refused as refusal:
+        ack(response_action="errors", errors={DECLINE_NOTE_BLOCK: str(refusal)})
+        return
+    ack()
+    after_ack(context, governance.decline, services, declined)
+
+
 def register(app: App) -> None:
     app.view(REJECT_VIEW)(on_reject_submitted)
     app.view(REASSIGN_VIEW)(on_reassign_submitted)
     app.view(SNOOZE_VIEW)(on_snooze_submitted)
     app.view(DISPUTE_VIEW)(on_dispute_submitted)
+    app.view(DECLINE_VIEW)(on_decline_submitted)

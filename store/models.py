@@ -218,6 +218,8 @@ class Handoff(SQLModel, table=True):
     breached: bool | None = None
     late_seconds: int | None = None
     previous_id: int | None = Field(default=None, foreign_key="handoff.id")
+    # The definition version the lead was handed off under (None: before governance).
+    definition_version: int | None = None
 
 
 class OutboxStatus:
@@ -392,6 +394,69 @@ class CrmCursor(SQLModel, table=True):
     updated_at: datetime = _utc_column(nullable=False)
     lease_owner: str | None = Field(default=None, max_length=32)
     lease_until: datetime | None = _utc_column()
+
+
+class DefinitionState:
+    """A stored definition's state. A proposal ends approved (then `active`, later
+    `superseded` by the next), `declined`, or `withdrawn` (a newer proposal took its place)."""
+
+    ACTIVE = "active"
+    SUPERSEDED = "superseded"
+    PROPOSED = "proposed"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+
+
+class DefinitionVersion(SQLModel, table=True):
+    """Every definition Handoff has been asked to judge with: the active one, the ones it
+    replaced, and proposals. `id` is the proposal's number; `number` the version number,
+    given when it becomes active (the first: the file's own `version`)."""
+
+    __tablename__ = "definition_version"
+    __table_args__ = (
+        # One active version, whatever the number of processes approving at once.
+        Index(
+            "ux_definition_one_active",
+            "state",
+            unique=True,
+            sqlite_where=text("state = 'active'"),
+            postgresql_where=text("state = 'active'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: int | None = Field(default=None, unique=True)
+    fingerprint: str = Field(max_length=16, index=True)  # Definition.fingerprint: the content
+    yaml_text: str
+    state: str = Field(max_length=16, index=True)
+    created_at: datetime = _utc_column(nullable=False)
+    proposed_by: str = Field(max_length=320)
+    note: str | None = None
+    # How it became active: bootstrap (the file, on an empty database), approved, forced.
+    activated_how: str | None = Field(default=None, max_length=16)
+    activated_at: datetime | None = _utc_column()
+    activated_by: str | None = None  # who approved (both owners) or forced it
+    why: str | None = None  # forced: the reason given
+    marketing_approved_by: str | None = Field(default=None, max_length=64)
+    marketing_approved_at: datetime | None = _utc_column()
+    sales_approved_by: str | None = Field(default=None, max_length=64)
+    sales_approved_at: datetime | None = _utc_column()
+    ended_by: str | None = Field(default=None, max_length=64)  # who declined
+    ended_at: datetime | None = _utc_column()
+    end_note: str | None = None  # the decline's note, or "superseded by #N"
+    backtest: dict[str, Any] = _json_column()  # the summary the owners were shown
+
+
+class ProposalMessage(SQLModel, table=True):
+    """Where each owner's DM about a proposal went, so it can be updated in place."""
+
+    __tablename__ = "proposal_message"
+
+    proposal_id: int = Field(foreign_key="definition_version.id", primary_key=True)
+    role: str = Field(max_length=16, primary_key=True)  # marketing | sales
+    email: str = Field(max_length=320)
+    channel: str | None = Field(default=None, max_length=32)
+    ts: str | None = Field(default=None, max_length=32)
 
 
 class SchemaInfo(SQLModel, table=True):

@@ -156,7 +156,10 @@ def test_digest_report_and_stats_agree_on_one_history(history, db, fake_slack, m
 
     digest = cli("digest", "--dry-run", "--week", "2026-W47")
     first_section = "\n".join(digest.split("\n\n")[0].splitlines()[1:])
-    assert first_section == "Handed off 8 · accepted 4 · rejected 3 · still open 3\nAccept rate 57%"
+    assert first_section == (
+        "Handed off 8 · accepted 4 · rejected 3 · still open 3\nAccept rate 57%"
+        "\nDefinition version 3"  # the digest names the version it was made under
+    )
     response = history.slack(slash_command(user_id=SALES_OWNER[0], text="stats 2026-W47"))
     assert response.status_code == 200
     assert response.text == f"*Handoff alignment digest, 2026-W47*\n{first_section}"

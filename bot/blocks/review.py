@@ -61,8 +61,8 @@ def review_blocks(review: Review) -> list[Block]:
         )
     blocks.append(
         context(
-            "Change it together: edit `qualification.yml`, try it on history with "
-            "`handoff backtest`, and set `reviewed_on` to the day you reviewed it."
+            "Change it together: edit `qualification.yml`, set `reviewed_on` to the day you "
+            "reviewed it, and `handoff definition propose` it: you both approve it here."
         )
     )
     return blocks

@@ -7,15 +7,19 @@ with status 2 and a message on stderr, never a traceback.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from bot import logs
 from bot.crm.sources import Sources, SourcesError, read_sources, sources_path
 from bot.definition import Definition, DefinitionError, load_definition
-from bot.settings import Settings, read_settings
+from bot.settings import Settings, read_settings, secret
+from bot.versions import ActiveDefinition, establish
 from store.db import Database, SchemaError
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 BAD_INPUT = 2
 
@@ -48,8 +52,31 @@ class Env:
             fail(f"{path}: cannot read the definition: {exc.strerror or exc}")
 
     @cached_property
-    def definition(self) -> Definition:
+    def file_definition(self) -> Definition:
+        """HANDOFF_DEFINITION as it is on disk (maybe not yet approved)."""
         return self.definition_at(self.settings.handoff_definition)
+
+    @cached_property
+    def active(self) -> ActiveDefinition:
+        """The database's active version (the file, on an empty database)."""
+        try:
+            return establish(self.db, self.file_definition, report=False)
+        except DefinitionError as exc:
+            fail(f"the stored definition cannot be read:\n{exc}")
+
+    @cached_property
+    def definition(self) -> Definition:
+        """What Handoff judges with: the active version."""
+        return self.active.current
+
+    @cached_property
+    def services(self) -> Services:
+        """The app's services, for commands that talk to Slack (propose, activate)."""
+        from bot.app import build_services
+
+        if not secret(self.settings.slack_bot_token):
+            fail("SLACK_BOT_TOKEN: required to reach the definition's owners in Slack")
+        return build_services(self.settings, self.file_definition, self.db, active=self.active)
 
     @cached_property
     def sources(self) -> Sources | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bot.cli.base import Env, fail, main, pass_env
+from bot.definition import DefinitionError
 
 CANNOT_START = "Handoff cannot start:"
 
@@ -22,7 +23,10 @@ def run(env: Env, host: str) -> None:
     problems = env.settings_problems + env.read_settings.problems_for_run()
     if problems:
         fail(CANNOT_START + "\n" + "\n".join(f"  {p}" for p in dict.fromkeys(problems)))
-    services = build_services(env.settings, env.definition, env.db, env.sources)
+    try:
+        services = build_services(env.settings, env.file_definition, env.db, env.sources)
+    except DefinitionError as exc:  # the active version stored in the database
+        fail(f"{CANNOT_START} the active definition version cannot be read:\n{exc}")
     # A token Slack refuses (or one without the scopes the app needs) stops here, in one
     # line; Slack being unreachable does not: the server starts, not ready, and retries.
     watch = SlackWatch(lambda: check_slack(services.slack))
