@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
 
 from bot.definition import Definition
 from bot.judge import judge
@@ -23,66 +26,142 @@ from store.models import Handoff, HandoffStatus, Lead
 EXAMPLES = 5
 
 
+class Examples:
+    """A count and the first few of what it counts: a list's face (len, slices,
+    iteration over the examples) at the memory of `EXAMPLES` items on any history."""
+
+    def __init__(self, keep: int = EXAMPLES) -> None:
+        self.count = 0
+        self.keep = keep
+        self.items: list[str] = []
+
+    def append(self, item: str) -> None:
+        self.count += 1
+        if len(self.items) < self.keep:
+            self.items.append(item)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.items)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.items[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return self.count == len(other) and self.items == other[: self.keep]
+        return isinstance(other, Examples) and (self.count, self.items) == (
+            other.count,
+            other.items,
+        )
+
+    def __repr__(self) -> str:
+        return f"Examples({self.count}, {self.items!r})"
+
+
 @dataclass
 class Backtest:
     leads: int = 0
     qualified: Counter[str] = field(default_factory=Counter)  # "current" / "candidate"
     hot: Counter[str] = field(default_factory=Counter)
-    newly_qualified: list[str] = field(default_factory=list)
-    no_longer_qualified: list[str] = field(default_factory=list)
+    newly_qualified: Examples = field(default_factory=Examples)
+    no_longer_qualified: Examples = field(default_factory=Examples)
     accepted: Counter[str] = field(default_factory=Counter)  # "kept" / "dropped"
     rejected: Counter[str] = field(default_factory=Counter)  # "kept" / "filtered"
     filtered_by_reason: Counter[str] = field(default_factory=Counter)
-    dropped_accepted: list[str] = field(default_factory=list)
+    dropped_accepted: Examples = field(default_factory=Examples)
 
 
-def _decisions(db: Database) -> dict[int, tuple[str, str | None]]:
-    """The latest decision per lead: (status, reason id)."""
-    latest = (
+DECIDED = (HandoffStatus.ACCEPTED, HandoffStatus.REJECTED)
+BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLead:
+    """One stored lead as a backtest reads it, with its latest decision (if any)."""
+
+    lead: LeadIn
+    updated_at: datetime
+    status: str | None  # accepted / rejected / None: never decided
+    reason_id: str | None
+
+
+def _latest_decisions(start: datetime | None, end: datetime | None) -> Any:
+    """The id of each lead's latest decision (decided in [start, end) when given)."""
+    where = [Handoff.status.in_(DECIDED)]
+    if start is not None:
+        where.append(Handoff.decided_at >= start)
+    if end is not None:
+        where.append(Handoff.decided_at < end)
+    return (
         select(Handoff.lead_id, func.max(Handoff.id).label("id"))
-        .where(Handoff.status.in_([HandoffStatus.ACCEPTED, HandoffStatus.REJECTED]))
+        .where(*where)
         .group_by(Handoff.lead_id)
         .subquery()
     )
-    with db.session() as session:
-        rows = session.execute(
-            select(Handoff.lead_id, Handoff.status, Handoff.reason_id).join(
-                latest, Handoff.id == latest.c.id
-            )
+
+
+def stored_leads(
+    db: Database,
+    *,
+    decided_only: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    batch: int = BATCH,
+) -> Iterator[StoredLead]:
+    """Every stored lead (or, with `decided_only`, every lead decided in the period) with
+    its latest decision, streamed: one query read `batch` rows at a time (a server-side
+    cursor on PostgreSQL), so a million leads cost the memory of one batch."""
+    latest = _latest_decisions(start, end)
+    decision = aliased(Handoff)
+    query = (
+        select(
+            Lead.external_id,
+            Lead.email,
+            Lead.name,
+            Lead.title,
+            Lead.company,
+            Lead.owner,
+            Lead.source,
+            Lead.campaign,
+            Lead.attributes,
+            Lead.signals,
+            Lead.updated_at,
+            decision.status,
+            decision.reason_id,
         )
-        return {lead_id: (status, reason) for lead_id, status, reason in rows}
-
-
-def _stored_leads(db: Database, batch: int = 2000) -> Iterator[tuple[int, LeadIn, Lead]]:
+        .select_from(Lead)
+        .join(latest, latest.c.lead_id == Lead.id, isouter=not decided_only)
+        .join(decision, decision.id == latest.c.id, isouter=not decided_only)
+        .order_by(Lead.id)
+        .execution_options(yield_per=batch)
+    )
     with db.session() as session:
-        result = session.execute(select(Lead).execution_options(yield_per=batch))
-        for (lead,) in result:
-            yield (
-                lead.id,
-                lead_from_stored(
-                    {  # type: ignore[misc]
-                        "id": lead.external_id,
-                        "email": lead.email,
-                        "name": lead.name,
-                        "title": lead.title,
-                        "company": lead.company,
-                        "owner": lead.owner,
-                        "source": lead.source,
-                        "campaign": lead.campaign,
-                        "attributes": lead.attributes,
-                        "signals": lead.signals,
-                    }
-                ),
-                lead,
+        for row in session.execute(query):
+            lead = lead_from_stored(
+                {  # type: ignore[misc]
+                    "id": row[0],
+                    "email": row[1],
+                    "name": row[2],
+                    "title": row[3],
+                    "company": row[4],
+                    "owner": row[5],
+                    "source": row[6],
+                    "campaign": row[7],
+                    "attributes": row[8],
+                    "signals": row[9],
+                }
             )
+            yield StoredLead(lead, row[10], row[11], row[12])
 
 
 def run_backtest(db: Database, current: Definition, candidate: Definition) -> Backtest:
-    decisions = _decisions(db)
     report = Backtest()
-    for lead_id, lead, row in _stored_leads(db):
+    for stored in stored_leads(db):
         report.leads += 1
-        at = row.updated_at
+        lead, at, status, reason = stored.lead, stored.updated_at, stored.status, stored.reason_id
         before = judge(lead, current, at)
         after = judge(lead, candidate, at)
         report.qualified["current"] += before.qualified
@@ -94,7 +173,6 @@ def run_backtest(db: Database, current: Definition, candidate: Definition) -> Ba
             report.newly_qualified.append(label)
         elif before.qualified and not after.qualified:
             report.no_longer_qualified.append(label)
-        status, reason = decisions.get(lead_id, (None, None))
         if status == HandoffStatus.ACCEPTED:
             kept = after.qualified
             report.accepted["kept" if kept else "dropped"] += 1
