@@ -157,9 +157,11 @@ def stored_leads(
             yield StoredLead(lead, row[10], row[11], row[12])
 
 
-def run_backtest(db: Database, current: Definition, candidate: Definition) -> Backtest:
+def run_backtest(
+    db: Database, current: Definition, candidate: Definition, *, batch: int = BATCH
+) -> Backtest:
     report = Backtest()
-    for stored in stored_leads(db):
+    for stored in stored_leads(db, batch=batch):
         report.leads += 1
         lead, at, status, reason = stored.lead, stored.updated_at, stored.status, stored.reason_id
         before = judge(lead, current, at)
