@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from pydantic_core import from_json
+from sqlalchemy import Text, func, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from bot.definition import Definition
-from bot.judge import judge
-from bot.leads import LeadIn, lead_from_stored
+from bot.judge import Judged, outcome
+from bot.leads import lead_from_stored
 from store.db import Database
 from store.models import Handoff, HandoffStatus, Lead
 
@@ -78,11 +79,78 @@ DECIDED = (HandoffStatus.ACCEPTED, HandoffStatus.REJECTED)
 BATCH = 5000
 
 
+class StoredView:
+    """A stored lead as the judge reads it, rebuilt without validation: it was validated
+    when it arrived. Rows this cannot read (a signal time in an older form) go through
+    lead_from_stored instead, so both say the same; this is 3x cheaper per lead."""
+
+    __slots__ = (
+        "id",
+        "email",
+        "name",
+        "title",
+        "company",
+        "owner",
+        "source",
+        "campaign",
+        "attributes",
+        "signals",
+    )
+
+    def __init__(self, row: Any) -> None:
+        (
+            self.id,
+            self.email,
+            self.name,
+            self.title,
+            self.company,
+            self.owner,
+            self.source,
+            self.campaign,
+        ) = row[:8]
+        self.attributes = _decoded(row[8]) or {}
+        self.signals = [
+            {"name": signal["name"], "at": _at(signal["at"])} for signal in _decoded(row[9]) or ()
+        ]
+
+
+def _decoded(value: Any) -> Any:
+    """SQLite hands JSON over as text (decoded here, in Rust); PostgreSQL already decoded."""
+    return from_json(value) if isinstance(value, str | bytes) else value
+
+
+def _at(value: str) -> datetime:
+    at = datetime.fromisoformat(value)
+    if at.tzinfo is None:
+        raise ValueError("a signal time without a zone")
+    return at.astimezone(UTC)
+
+
+def _view(row: Any) -> Judged:
+    try:
+        return StoredView(row)
+    except (ValueError, TypeError, KeyError):
+        return lead_from_stored(
+            {  # type: ignore[misc]
+                "id": row[0],
+                "email": row[1],
+                "name": row[2],
+                "title": row[3],
+                "company": row[4],
+                "owner": row[5],
+                "source": row[6],
+                "campaign": row[7],
+                "attributes": _decoded(row[8]),
+                "signals": _decoded(row[9]),
+            }
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class StoredLead:
     """One stored lead as a backtest reads it, with its latest decision (if any)."""
 
-    lead: LeadIn
+    lead: Judged  # read .id, .company, .email and what the definition names
     updated_at: datetime
     status: str | None  # accepted / rejected / None: never decided
     reason_id: str | None
@@ -126,8 +194,8 @@ def stored_leads(
             Lead.owner,
             Lead.source,
             Lead.campaign,
-            Lead.attributes,
-            Lead.signals,
+            type_coerce(Lead.attributes, Text),  # decoded by _decoded, faster
+            type_coerce(Lead.signals, Text),
             Lead.updated_at,
             decision.status,
             decision.reason_id,
@@ -139,22 +207,9 @@ def stored_leads(
         .execution_options(yield_per=batch)
     )
     with db.session() as session:
-        for row in session.execute(query):
-            lead = lead_from_stored(
-                {  # type: ignore[misc]
-                    "id": row[0],
-                    "email": row[1],
-                    "name": row[2],
-                    "title": row[3],
-                    "company": row[4],
-                    "owner": row[5],
-                    "source": row[6],
-                    "campaign": row[7],
-                    "attributes": row[8],
-                    "signals": row[9],
-                }
-            )
-            yield StoredLead(lead, row[10], row[11], row[12])
+        # Core rows from the session's connection: the ORM's row handling costs a third.
+        for row in session.connection().execute(query):
+            yield StoredLead(_view(row), row[10], row[11], row[12])
 
 
 def run_backtest(
@@ -164,24 +219,22 @@ def run_backtest(
     for stored in stored_leads(db, batch=batch):
         report.leads += 1
         lead, at, status, reason = stored.lead, stored.updated_at, stored.status, stored.reason_id
-        before = judge(lead, current, at)
-        after = judge(lead, candidate, at)
-        report.qualified["current"] += before.qualified
-        report.qualified["candidate"] += after.qualified
-        report.hot["current"] += before.hot
-        report.hot["candidate"] += after.hot
-        label = f"{lead.id} ({lead.company or lead.email or '—'})"
-        if after.qualified and not before.qualified:
+        qualified, hot = outcome(lead, current, at)
+        kept, hot_after = outcome(lead, candidate, at)
+        report.qualified["current"] += qualified
+        report.qualified["candidate"] += kept
+        report.hot["current"] += hot
+        report.hot["candidate"] += hot_after
+        label = f"{lead.id} ({lead.company or lead.email or '—'})"  # type: ignore[attr-defined]
+        if kept and not qualified:
             report.newly_qualified.append(label)
-        elif before.qualified and not after.qualified:
+        elif qualified and not kept:
             report.no_longer_qualified.append(label)
         if status == HandoffStatus.ACCEPTED:
-            kept = after.qualified
             report.accepted["kept" if kept else "dropped"] += 1
             if not kept:
                 report.dropped_accepted.append(label)
         elif status == HandoffStatus.REJECTED:
-            kept = after.qualified
             report.rejected["kept" if kept else "filtered"] += 1
             if not kept:
                 report.filtered_by_reason[reason or "—"] += 1
