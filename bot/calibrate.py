@@ -35,6 +35,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import accumulate
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -461,3 +462,12 @@ def render(calibration: Calibration, definition: Definition) -> str:
 def _reason_label(definition: Definition, reason_id: str) -> str:
     reason = definition.reason(reason_id)
     return reason.label if reason else reason_id
+
+
+def definition_text(definition: Definition) -> str | None:
+    """The YAML text a definition was read from (its `source` file), if it can be read:
+    a suggestion is that text with one edit. None for a definition built in memory."""
+    try:
+        return Path(definition.source).read_text(encoding="utf-8")
+    except OSError:
+        return None
