@@ -7,8 +7,8 @@ a baseline of 100k leads and the full 1M, each with attributes and signals that 
 judge reads, and 40% of the leads decided over 8 weeks (a fifth of the decisions
 rejections, spread over the definition's reasons, "too small" ones at 50-99 employees).
 Each command runs on both in this process; the figures are the time, the peak of the
-Python heap (tracemalloc, a second run) and of the RSS during the run over the RSS
-before it, and the ratio of the 1M peaks to the baseline's: flat memory is a ratio near
+Python heap (tracemalloc, a second run) and the process's peak RSS during the run,
+and the ratio of the 1M peaks to the baseline's: flat memory is a ratio near
 1, where loading everything would give 10. Prints figures; asserts nothing.
 """
 
@@ -41,11 +41,6 @@ DEFINITION = ROOT / "tests" / "data" / "definition.yml"
 NOW = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 COUNTRIES = ["AU", "AU", "AU", "NZ"]
 REASONS = ["too_small", "too_small", "wrong_region", "no_budget", "bad_timing", "other"]
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096 / 2**20
 
 
 def peak_rss_mb() -> float:
@@ -125,14 +120,14 @@ def fill(db: Database, leads: int) -> None:
 
 
 def measure(run: Callable[[], object]) -> tuple[float, float, float, object]:
-    """(seconds, peak RSS over the start in MB, peak Python heap in MB, result)."""
+    """(seconds, the process's peak RSS during the run in MB, peak Python heap in MB,
+    result). The heap is traced in a second run: tracing slows Python down."""
     gc.collect()
-    before = rss_mb()
     reset_peak_rss()
     start = time.perf_counter()
     result = run()
     seconds = time.perf_counter() - start
-    rss = peak_rss_mb() - before
+    rss = peak_rss_mb()
     del result
     gc.collect()
     tracemalloc.start()
@@ -161,15 +156,17 @@ def main() -> None:
             db.create_schema()
             begin = time.perf_counter()
             fill(db, leads)
-            print(f"filled {leads:,} leads ({int(leads * 0.4):,} decided) in "
-                  f"{time.perf_counter() - begin:.0f} s")
+            print(
+                f"filled {leads:,} leads ({int(leads * 0.4):,} decided) in "
+                f"{time.perf_counter() - begin:.0f} s"
+            )
             seconds, rss, heap, report = measure(
                 lambda db=db: run_backtest(db, definition, candidate)
             )
             figures["backtest"][leads] = (seconds, rss, heap)
             print(
                 f"  backtest  on {leads:>9,} leads: {seconds:6.2f} s [target <= 10 s]; "
-                f"peak RSS +{rss:.0f} MB, peak heap {heap:.1f} MB; "
+                f"peak RSS {rss:.0f} MB, peak heap {heap:.1f} MB; "
                 f"{report.rejected['filtered']:,} rejections filtered, "  # type: ignore[attr-defined]
                 f"{report.accepted['dropped']:,} accepts dropped"  # type: ignore[attr-defined]
             )
@@ -180,7 +177,7 @@ def main() -> None:
             top = result.suggestions[0]  # type: ignore[attr-defined]
             print(
                 f"  calibrate on {leads:>9,} leads: {seconds:6.2f} s [target <= 10 s]; "
-                f"peak RSS +{rss:.0f} MB, peak heap {heap:.1f} MB; "
+                f"peak RSS {rss:.0f} MB, peak heap {heap:.1f} MB; "
                 f"top: {top.change}: {top.summary}"
             )
             db.dispose()

@@ -150,21 +150,24 @@ def judge(lead: Judged, definition: Definition, now: datetime) -> Verdict:
     )
 
 
-def outcome(lead: Judged, definition: Definition, now: datetime) -> tuple[bool, bool]:
-    """(qualified, hot): the verdict's two booleans without the explanation, for a
-    backtest that judges a million leads twice. Stops at the first failed criterion.
-    tests/test_judge.py checks it against judge() on generated leads."""
-    plan = definition.judge_plan
+def fit_passes(lead: Judged, definition: Definition) -> bool:
+    """The fit gate alone, stopping at the first failed criterion."""
     attributes = lead.attributes
-    for _, _, name, allow_missing, test in plan.fit_tests:
+    for _, _, name, allow_missing, test in definition.judge_plan.fit_tests:
         value = getattr(lead, name) if name in TOP_LEVEL_FIELDS else attributes.get(name)
         if value is None or value == "":
             if not allow_missing:
-                return False, False
+                return False
         elif not test(value):
-            return False, False
+            return False
+    return True
+
+
+def intent_score(lead: Judged, definition: Definition, now: datetime) -> int:
+    """The intent points alone: the verdict's score without the explanation."""
     total = 0
     if lead.signals:
+        plan = definition.judge_plan
         window_start = now - plan.window
         latest = now + CLOCK_SKEW
         known = plan.signals
@@ -177,5 +180,21 @@ def outcome(lead: Judged, definition: Definition, now: datetime) -> tuple[bool, 
             _, _, points_each, cap = known[name]
             points = points_each * count
             total += points if cap is None or points <= cap else cap
-    qualified = total >= plan.mql
-    return qualified, qualified and total >= plan.hot_at
+    return total
+
+
+def same_intent(one: Definition, other: Definition) -> bool:
+    """Whether two definitions score every lead the same (the window and the signals)."""
+    a, b = one.judge_plan, other.judge_plan
+    return a.window == b.window and a.signals == b.signals
+
+
+def outcome(lead: Judged, definition: Definition, now: datetime) -> tuple[bool, bool]:
+    """(qualified, hot): the verdict's two booleans without the explanation, for a
+    backtest that judges a million leads twice. tests/test_judge.py checks it against
+    judge() on generated leads."""
+    if not fit_passes(lead, definition):
+        return False, False
+    plan = definition.judge_plan
+    score = intent_score(lead, definition, now)
+    return score >= plan.mql, score >= plan.mql and score >= plan.hot_at
