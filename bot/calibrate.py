@@ -42,7 +42,12 @@ import yaml
 
 from bot.backtest import stored_leads
 from bot.changes import describe
-from bot.definition import Definition, parse_definition
+from bot.definition import (  # its own readings of a value: bins hold what the judge compares
+    Definition,
+    _norm,
+    _number,
+    parse_definition,
+)
 from bot.judge import judge
 from store.db import Database
 from store.models import HandoffStatus
@@ -108,24 +113,6 @@ class _Histograms:
 
 NUMERIC = ("between", "gte", "lte")
 LISTS = ("in", "not_in")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(str(value).replace(",", ""))
-    except ValueError:
-        return None
-
-
-def _norm(value: Any) -> str:
-    """As `in` and `not_in` compare: as text, case-insensitively (bot/definition.py)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip().casefold()
 
 
 def _gather(
