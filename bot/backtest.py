@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import from_json
-from sqlalchemy import Text, func, select, type_coerce
+from sqlalchemy import Text, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from bot.definition import Definition
@@ -174,18 +174,22 @@ class StoredLead:
     reason_id: str | None
 
 
-def _latest_decisions(start: datetime | None, end: datetime | None) -> Any:
-    """The id of each lead's latest decision (decided in [start, end) when given)."""
-    where = [Handoff.status.in_(DECIDED)]
+def _latest_decision(start: datetime | None, end: datetime | None) -> Any:
+    """The id of the lead's latest decision (decided in [start, end) when given), looked
+    up per lead in the handoff index: nothing is gathered or sorted on the side, so the
+    database's memory does not grow with the history either."""
+    where = [Handoff.lead_id == Lead.id, Handoff.status.in_(DECIDED)]
     if start is not None:
         where.append(Handoff.decided_at >= start)
     if end is not None:
         where.append(Handoff.decided_at < end)
     return (
-        select(Handoff.lead_id, func.max(Handoff.id).label("id"))
+        select(Handoff.id)
         .where(*where)
-        .group_by(Handoff.lead_id)
-        .subquery()
+        .order_by(Handoff.id.desc())
+        .limit(1)
+        .correlate(Lead)
+        .scalar_subquery()
     )
 
 
@@ -200,7 +204,6 @@ def stored_leads(
     """Every stored lead (or, with `decided_only`, every lead decided in the period) with
     its latest decision, streamed: one query read `batch` rows at a time (a server-side
     cursor on PostgreSQL), so a million leads cost the memory of one batch."""
-    latest = _latest_decisions(start, end)
     decision = aliased(Handoff)
     query = (
         select(
@@ -219,8 +222,7 @@ def stored_leads(
             decision.reason_id,
         )
         .select_from(Lead)
-        .join(latest, latest.c.lead_id == Lead.id, isouter=not decided_only)
-        .join(decision, decision.id == latest.c.id, isouter=not decided_only)
+        .join(decision, decision.id == _latest_decision(start, end), isouter=not decided_only)
         .order_by(Lead.id)
         .execution_options(yield_per=batch)
     )
