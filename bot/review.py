@@ -65,7 +65,9 @@ class Review:
     accept_rate: float | None
     by_criterion: tuple[CriterionRejections, ...]
     previous_accept_rate: float | None = None  # the period of the same length before
-    suggestions: tuple[tuple[str, str], ...] = ()  # calibration: (change, its trade), best first
+    # calibration: (change, its trade), best first; None when the definition's text is not
+    # at hand to edit (a definition built in memory)
+    suggestions: tuple[tuple[str, str], ...] | None = None
     minimum: int = 0  # rejections a suggestion needs behind it
     on_demand: bool = False  # asked for now, not a due date
 
@@ -141,7 +143,7 @@ def gather(
             ),
             key=lambda group: (-group.count, group.criterion is None, group.criterion or ""),
         )
-    suggestions: tuple[tuple[str, str], ...] = ()
+    suggestions: tuple[tuple[str, str], ...] | None = None
     minimum = 0
     text = definition_text(definition)
     if text is not None:

@@ -139,7 +139,8 @@ def review_blocks(review: Review) -> list[Block]:
                 + Mrkdwn("\n").join(_rejection(group) for group in review.by_criterion)
             )
         )
-    blocks.append(section(_suggestions(review)))
+    if review.suggestions is not None:
+        blocks.append(section(_suggestions(review)))
     blocks.append(
         context(
             "Change it together: `handoff calibrate` lists these suggestions with their "
