@@ -9,18 +9,18 @@ accepted and filters out what sales rejected.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import from_json
-from sqlalchemy import Text, select, type_coerce
+from sqlalchemy import Text, null, select, type_coerce
 from sqlalchemy.orm import aliased
 
 from bot.definition import Definition
 from bot.judge import Judged, fit_passes, intent_score, same_intent
-from bot.leads import lead_from_stored
+from bot.leads import TOP_LEVEL_FIELDS, lead_from_stored
 from store.db import Database
 from store.models import Handoff, HandoffStatus, Lead
 
@@ -164,14 +164,10 @@ def _view(row: Any) -> Judged:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredLead:
-    """One stored lead as a backtest reads it, with its latest decision (if any)."""
-
-    lead: Judged  # read .id, .company, .email and what the definition names
-    updated_at: datetime
-    status: str | None  # accepted / rejected / None: never decided
-    reason_id: str | None
+# One stored lead as a backtest reads it: (lead, updated_at, status of its latest decision
+# (accepted / rejected / None: never decided), reason id). A plain tuple: there are a million.
+StoredLead = tuple[Judged, datetime, str | None, str | None]
+LABEL_FIELDS = ("email", "company")  # what a backtest names a lead by, with its id
 
 
 def _latest_decision(start: datetime | None, end: datetime | None) -> Any:
@@ -199,22 +195,26 @@ def stored_leads(
     decided_only: bool = False,
     start: datetime | None = None,
     end: datetime | None = None,
+    fields: Iterable[str] | None = None,
     batch: int = BATCH,
 ) -> Iterator[StoredLead]:
     """Every stored lead (or, with `decided_only`, every lead decided in the period) with
     its latest decision, streamed: one query read `batch` rows at a time (a server-side
-    cursor on PostgreSQL), so a million leads cost the memory of one batch."""
+    cursor on PostgreSQL), so a million leads cost the memory of one batch.
+
+    Args:
+        fields: the top-level fields to read besides id, email and company (None: all);
+            the others are None, which is all a definition that names none of them needs.
+    """
+    wanted = set(TOP_LEVEL_FIELDS if fields is None else (*fields, *LABEL_FIELDS))
     decision = aliased(Handoff)
     query = (
         select(
             Lead.external_id,
-            Lead.email,
-            Lead.name,
-            Lead.title,
-            Lead.company,
-            Lead.owner,
-            Lead.source,
-            Lead.campaign,
+            *(
+                getattr(Lead, name) if name in wanted else null()
+                for name in ("email", "name", "title", "company", "owner", "source", "campaign")
+            ),
             type_coerce(Lead.attributes, Text),  # decoded by _decoded, faster
             type_coerce(Lead.signals, Text),
             type_coerce(Lead.updated_at, Text),  # read by _when: SQLAlchemy's is 10x slower
@@ -229,7 +229,17 @@ def stored_leads(
     with db.session() as session:
         # Core rows from the session's connection: the ORM's row handling costs a third.
         for row in session.connection().execute(query):
-            yield StoredLead(_view(row), _when(row[10]), row[11], row[12])
+            yield _view(row), _when(row[10]), row[11], row[12]
+
+
+def fields_named(*definitions: Definition) -> set[str]:
+    """The top-level lead fields the definitions read (fit criteria, required fields)."""
+    named = {
+        name
+        for definition in definitions
+        for name in (*(c.condition.field for c in definition.fit), *definition.handoff.required)
+    }
+    return named & TOP_LEVEL_FIELDS
 
 
 def run_backtest(
@@ -242,9 +252,10 @@ def run_backtest(
     leads = qualified_now = qualified_new = hot_now = hot_new = 0
     kept_accepts = dropped_accepts = kept_rejects = filtered_rejects = 0
     filtered = report.filtered_by_reason
-    for stored in stored_leads(db, batch=batch):
+    for lead, at, status, reason_id in stored_leads(
+        db, fields=fields_named(current, candidate), batch=batch
+    ):
         leads += 1
-        lead, at, status = stored.lead, stored.updated_at, stored.status
         fit_now = fit_passes(lead, current)
         fit_new = fit_passes(lead, candidate)
         score_now = score_new = 0
@@ -276,7 +287,7 @@ def run_backtest(
                 kept_rejects += 1
             else:
                 filtered_rejects += 1
-                filtered[stored.reason_id or "—"] += 1
+                filtered[reason_id or "—"] += 1
     report.leads = leads
     report.qualified.update(current=qualified_now, candidate=qualified_new)
     report.hot.update(current=hot_now, candidate=hot_new)

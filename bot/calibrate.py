@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from bot.backtest import stored_leads
+from bot.backtest import fields_named, stored_leads
 from bot.changes import describe
 from bot.definition import (  # its own readings of a value: bins hold what the judge compares
     Definition,
@@ -123,17 +123,20 @@ def _gather(
     tracked = {c.id for c in definition.fit if c.condition.operator in (*NUMERIC, *LISTS)}
     hist = _Histograms({cid: _bins() for cid in tracked}, {cid: {} for cid in tracked})
     commercial = {item.id for item in definition.commercial}
-    for stored in stored_leads(db, decided_only=True, start=start, end=end):
-        verdict = judge(stored.lead, definition, stored.updated_at)
+    decided = stored_leads(
+        db, decided_only=True, start=start, end=end, fields=fields_named(definition)
+    )
+    for lead, at, status, reason_id in decided:
+        verdict = judge(lead, definition, at)
         if not verdict.qualified:
             continue  # already filtered out today: no edit can prevent it again
         calibration.decided += 1
-        rejected = stored.status == HandoffStatus.REJECTED
+        rejected = status == HandoffStatus.REJECTED
         if rejected:
-            calibration.rejected[stored.reason_id or "—"] += 1
+            calibration.rejected[reason_id or "—"] += 1
         else:
             calibration.accepted += 1
-        reason = definition.reason(stored.reason_id) if rejected and stored.reason_id else None
+        reason = definition.reason(reason_id) if rejected and reason_id else None
         points_at = reason.criterion if reason else None
         column = REJECTED if rejected else ACCEPTED
         for result in verdict.criteria:
