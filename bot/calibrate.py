@@ -258,7 +258,8 @@ def _bound_candidates(
         # accepted ones (or below the middle of the range when nothing was accepted).
         accepted = _median(bins, ACCEPTED)
         middle = accepted if accepted is not None else (low + high) / 2
-        below = (_median(bins, EVIDENCE) or low) < middle
+        flagged_middle = _median(bins, EVIDENCE)
+        below = flagged_middle is None or flagged_middle < middle
         low, high = (low, None) if below else (None, high)
     if low is not None:
         options = {math.floor(v) + 1 for v in flagged}

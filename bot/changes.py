@@ -51,7 +51,7 @@ def condition_words(condition: Condition) -> str:
     return f"matching /{arg}/"
 
 
-def _list_change(before: Sequence[Any], after: Sequence[Any]) -> str:
+def _list_change(before: Sequence[Any], after: Sequence[Any], prefix: str = "") -> str:
     """`AU, NZ → AU, NZ, SG (added SG)`: the two lists and what moved between them."""
     added = [value for value in after if value not in before]
     removed = [value for value in before if value not in after]
@@ -61,7 +61,7 @@ def _list_change(before: Sequence[Any], after: Sequence[Any]) -> str:
     if removed:
         moved.append(f"removed {_values(removed)}")
     note = f" ({'; '.join(moved)})" if moved else ""
-    return f"{_values(before)} {ARROW} {_values(after)}{note}"
+    return f"{prefix}{_values(before)} {ARROW} {prefix}{_values(after)}{note}"
 
 
 def _condition_change(before: Condition, after: Condition) -> list[str]:
@@ -75,7 +75,7 @@ def _condition_change(before: Condition, after: Condition) -> list[str]:
             lines.append(f"between {_n(low)}–{_n(high)} {ARROW} {_n(new_low)}–{_n(new_high)}")
         elif before.operator == after.operator and before.operator in ("in", "not_in"):
             prefix = "not " if before.operator == "not_in" else ""
-            lines.append(prefix + _list_change(before.argument, after.argument))
+            lines.append(_list_change(before.argument, after.argument, prefix))
         elif before.operator == after.operator and before.operator in ("gte", "lte"):
             word = "at least" if before.operator == "gte" else "at most"
             lines.append(f"{word} {_n(before.argument)} {ARROW} {_n(after.argument)}")

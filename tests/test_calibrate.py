@@ -15,8 +15,11 @@ from bot import decisions
 from bot.backtest import run_backtest
 from bot.calibrate import MIN_REJECTIONS, calibrate
 from bot.cli import main
+from bot.definition import load_definition
 from store.models import Handoff, Lead
 from tests.conftest import DATA, lead
+
+ROOT = DATA.parent.parent
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 AT = datetime(2026, 11, 16, 10, 0, tzinfo=SYDNEY)
@@ -174,3 +177,46 @@ def test_propose_waits_for_governance_and_a_missing_number_is_bad_input(too_smal
     result = run_cli(db.url, monkeypatch, "--propose", "9")
     assert result.exit_code == 2
     assert "--propose 9: there is no suggestion 9" in result.stderr
+
+
+def test_a_value_rejected_often_enough_joins_a_not_in_list(app_factory, db):
+    """The example qualification.yml: "Competitor, reseller or agency" points at
+    `industry` (not_in Reseller, Agency); five consultancies rejected so add one more."""
+    example = ROOT / "qualification.yml"
+    app = app_factory(db, defn=load_definition(example))
+    owned = {"owner": "rep1@example.com"}
+    consultancies = [
+        made(
+            f"c{i}",
+            attributes={"employees": 250, "country": "AU", "industry": "Consultancy"},
+            **owned,
+        )
+        for i in range(MIN_REJECTIONS)
+    ]
+    software = [made(f"k{i}", **owned) for i in range(3)]
+    ids = handed_off(app, *consultancies, *software)
+    with freeze_time(AT + timedelta(hours=1)):
+        for spec in consultancies:
+            decisions.reject(
+                app.services,
+                ids[spec["id"]],
+                "U0REP1",
+                reason_id="competitor_or_partner",
+                note="n",
+            )
+        for spec in software:
+            decisions.accept(app.services, ids[spec["id"]], "U0REP1")
+    result = calibrate(
+        db, app.services.definition, example.read_text(), start=AT - timedelta(days=1), end=LATER
+    )
+    [suggestion] = result.suggestions
+    assert suggestion.change == (
+        "fit `industry` not Reseller, Agency → not Reseller, Agency, Consultancy "
+        "(added Consultancy)"
+    )
+    assert suggestion.summary == "prevents 5 rejections, costs 0 accepts"
+    assert yaml.safe_load(suggestion.text)["fit"][2]["not_in"] == [
+        "Reseller",
+        "Agency",
+        "Consultancy",
+    ]

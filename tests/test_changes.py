@@ -49,6 +49,10 @@ def test_a_version_bump_alone_is_no_change_of_rules():
             ["fit `region` AU, NZ → AU (removed NZ)"],
         ),
         (
+            lambda d: (d["fit"][1].pop("in"), d["fit"][1].update(not_in=["US"])),
+            ["fit `region` AU, NZ → not US"],
+        ),
+        (
             lambda d: (d["fit"][0].pop("between"), d["fit"][0].update(gte=100)),
             ["fit `size` between 50–5000 → at least 100"],
         ),
