@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from bot.definition import Definition
-from bot.leads import TOP_LEVEL_FIELDS, LeadIn
+from bot.leads import TOP_LEVEL_FIELDS
+
+
+class Judged(Protocol):
+    """What the judge reads from a lead: a LeadIn, or a stored lead read for a backtest
+    (bot/backtest.py). Top-level fields are read by name with getattr."""
+
+    attributes: dict[str, Any]
+    signals: list[Any]  # {"name": str, "at": datetime in UTC}
+
 
 # Marketing automation clocks drift; a signal a few minutes "in the future" is not a typo.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -84,7 +93,7 @@ def _position(item: tuple[str, tuple[int, str, int, int | None]]) -> int:
     return item[1][0]
 
 
-def judge(lead: LeadIn, definition: Definition, now: datetime) -> Verdict:
+def judge(lead: Judged, definition: Definition, now: datetime) -> Verdict:
     # The loops below are the hot path of an import: locals, no helper calls.
     plan = definition.judge_plan
     attributes = lead.attributes
@@ -139,3 +148,53 @@ def judge(lead: LeadIn, definition: Definition, now: datetime) -> Verdict:
         plan.hot_at,
         missing,
     )
+
+
+def fit_passes(lead: Judged, definition: Definition) -> bool:
+    """The fit gate alone, stopping at the first failed criterion."""
+    attributes = lead.attributes
+    for _, _, name, allow_missing, test in definition.judge_plan.fit_tests:
+        value = getattr(lead, name) if name in TOP_LEVEL_FIELDS else attributes.get(name)
+        if value is None or value == "":
+            if not allow_missing:
+                return False
+        elif not test(value):
+            return False
+    return True
+
+
+def intent_score(lead: Judged, definition: Definition, now: datetime) -> int:
+    """The intent points alone: the verdict's score without the explanation."""
+    total = 0
+    if lead.signals:
+        plan = definition.judge_plan
+        window_start = now - plan.window
+        latest = now + CLOCK_SKEW
+        known = plan.signals
+        counts: dict[str, int] = {}
+        for signal in lead.signals:
+            name, at = signal["name"], signal["at"]
+            if name in known and window_start <= at <= latest:
+                counts[name] = counts.get(name, 0) + 1
+        for name, count in counts.items():
+            _, _, points_each, cap = known[name]
+            points = points_each * count
+            total += points if cap is None or points <= cap else cap
+    return total
+
+
+def same_intent(one: Definition, other: Definition) -> bool:
+    """Whether two definitions score every lead the same (the window and the signals)."""
+    a, b = one.judge_plan, other.judge_plan
+    return a.window == b.window and a.signals == b.signals
+
+
+def outcome(lead: Judged, definition: Definition, now: datetime) -> tuple[bool, bool]:
+    """(qualified, hot): the verdict's two booleans without the explanation, for a
+    backtest that judges a million leads twice. tests/test_judge.py checks it against
+    judge() on generated leads."""
+    if not fit_passes(lead, definition):
+        return False, False
+    plan = definition.judge_plan
+    score = intent_score(lead, definition, now)
+    return score >= plan.mql, score >= plan.mql and score >= plan.hot_at

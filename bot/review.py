@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -20,30 +21,34 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bot import clock
+from bot import clock, figures
 from bot.blocks.review import review_blocks, review_text
+from bot.calibrate import SHOWN, calibrate
 from bot.cards import post_to_user
 from bot.definition import Definition
 from bot.delivery import sender
 from bot.digest import Window, build_digest
 from bot.send_failures import Permanent
 from bot.services import Services
+from bot.versions import file_text
 from store import outbox
 from store.db import Database
-from store.models import Lead, Outbox, ReviewRun
+from store.models import Handoff, HandoffStatus, Lead, Outbox, ReviewRun
 
 logger = logging.getLogger(__name__)
 
 REVIEW = "review_reminder"
+EXAMPLES = 3  # rejected leads shown per criterion
 
 
 @dataclass(frozen=True)
 class CriterionRejections:
     """Rejections whose reasons point at one criterion (None: at no criterion)."""
 
-    criterion: str | None
+    criterion: str | None  # the criterion's label
     count: int
     reasons: tuple[tuple[str, int], ...]  # (reason label, count), most first
+    examples: tuple[tuple[str | None, str | None], ...] = ()  # (name, company), first rejected
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,12 @@ class Review:
     rejected: int
     accept_rate: float | None
     by_criterion: tuple[CriterionRejections, ...]
+    previous_accept_rate: float | None = None  # the period of the same length before
+    # calibration: (change, its trade), best first; None when the definition's text is not
+    # at hand to edit (a definition built in memory)
+    suggestions: tuple[tuple[str, str], ...] | None = None
+    minimum: int = 0  # rejections a suggestion needs behind it
+    on_demand: bool = False  # asked for now, not a due date
 
 
 def _start_of(day: date, zone: ZoneInfo) -> datetime:
@@ -84,20 +95,64 @@ def due_date(definition: Definition, since: date, now: datetime) -> date | None:
     return since + timedelta(days=periods * definition.review_every_days)
 
 
-def gather(db: Database, definition: Definition, since: date, due: date, now: datetime) -> Review:
-    """The evidence since the last review, counted as the digest counts it."""
+def _examples(
+    session: Any, reason_ids: Sequence[str], start: datetime, end: datetime
+) -> tuple[tuple[str | None, str | None], ...]:
+    """The first leads rejected for these reasons in the period: (name, company)."""
+    rows = session.execute(
+        select(Lead.name, Lead.company)
+        .join(Handoff, Handoff.lead_id == Lead.id)
+        .where(
+            *figures.decided_in(start, end, (HandoffStatus.REJECTED,)),
+            Handoff.reason_id.in_(reason_ids),
+        )
+        .order_by(Handoff.decided_at, Handoff.id)
+        .limit(EXAMPLES)
+    )
+    return tuple((name, company) for name, company in rows)
+
+
+def gather(
+    db: Database,
+    definition: Definition,
+    since: date,
+    due: date,
+    now: datetime,
+    *,
+    on_demand: bool = False,
+    text: str | None = None,
+) -> Review:
+    """The evidence since the last review, counted as the digest counts it, with examples
+    of the rejections and the calibration's best suggestions for the same period.
+    `text`: the definition's YAML, which a suggestion edits (default: its file)."""
     zone = definition.timezone
-    digest = build_digest(db, definition, Window(_start_of(since, zone), now, f"since {since}"))
+    start = _start_of(since, zone)
+    digest = build_digest(db, definition, Window(start, now, f"since {since}"))
     grouped: dict[str | None, list[tuple[str, int]]] = defaultdict(list)
+    reason_ids: dict[str | None, list[str]] = defaultdict(list)
     for line in digest.reasons:
         grouped[line.criterion].append((line.label, line.count))
-    by_criterion = sorted(
-        (
-            CriterionRejections(criterion, sum(count for _, count in reasons), tuple(reasons))
-            for criterion, reasons in grouped.items()
-        ),
-        key=lambda group: (-group.count, group.criterion is None, group.criterion or ""),
-    )
+        reason_ids[line.criterion].append(line.reason_id)
+    with db.session() as session:
+        by_criterion = sorted(
+            (
+                CriterionRejections(
+                    criterion,
+                    sum(count for _, count in reasons),
+                    tuple(reasons),
+                    _examples(session, reason_ids[criterion], start, now),
+                )
+                for criterion, reasons in grouped.items()
+            ),
+            key=lambda group: (-group.count, group.criterion is None, group.criterion or ""),
+        )
+    suggestions: tuple[tuple[str, str], ...] | None = None
+    minimum = 0
+    text = text if text is not None else file_text(definition)
+    if text is not None:
+        calibration = calibrate(db, definition, text, start=start, end=now)
+        minimum = calibration.minimum
+        suggestions = tuple((s.change, s.summary) for s in calibration.suggestions[:SHOWN])
     return Review(
         version=definition.version,
         due=due,
@@ -109,6 +164,10 @@ def gather(db: Database, definition: Definition, since: date, due: date, now: da
         rejected=digest.rejected,
         accept_rate=digest.accept_rate,
         by_criterion=tuple(by_criterion),
+        previous_accept_rate=digest.previous_accept_rate,
+        suggestions=suggestions,
+        minimum=minimum,
+        on_demand=on_demand,
     )
 
 
@@ -131,31 +190,56 @@ def run_due(services: Services, *, now: datetime | None = None) -> bool:
         )
     if in_use is None:
         return False
-    return post_review(services, gather(services.db, definition, since, due, now), now=now)
+    review = gather(services.db, definition, since, due, now, text=services.definitions.text())
+    return post_review(services, review, now=now)
+
+
+def _queue(services: Services, session: Any, review: Review, *, key: str, now: datetime) -> None:
+    owners = services.definition.owners
+    recipients = {owners.marketing: "marketing", owners.sales: "sales"}  # one DM if one person
+    text, blocks = review_text(review), review_blocks(review)
+    for email, role in recipients.items():
+        outbox.enqueue(
+            session,
+            kind=REVIEW,
+            dedupe_key=f"review:{key}:{role}",
+            now=now,
+            payload={"email": email, "text": text, "blocks": blocks},
+        )
 
 
 def post_review(services: Services, review: Review, *, now: datetime) -> bool:
     """Claim the due date and queue a DM to each owner; False when already claimed."""
-    owners = services.definition.owners
-    recipients = {owners.marketing: "marketing", owners.sales: "sales"}  # one DM if one person
-    text, blocks = review_text(review), review_blocks(review)
     try:
         with services.db.transaction() as session:
             session.add(ReviewRun(due=review.due.isoformat(), claimed_at=now))
             session.flush()
-            for email, role in recipients.items():
-                outbox.enqueue(
-                    session,
-                    kind=REVIEW,
-                    dedupe_key=f"review:{review.due.isoformat()}:{role}",
-                    now=now,
-                    payload={"email": email, "text": text, "blocks": blocks},
-                )
+            _queue(services, session, review, key=review.due.isoformat(), now=now)
     except IntegrityError:
         return False
     logger.info("definition review due %s: reminders queued for both owners", review.due)
     services.delivery.wake()
     return True
+
+
+def send_review_now(services: Services, *, now: datetime | None = None) -> Review | None:
+    """On demand (`handoff definition review`): queue both owners the evidence since the
+    last review, now, whether or not a review is due; the schedule is left as it is.
+    None when no lead has arrived yet (there is no evidence to show)."""
+    now = now or clock.now()
+    definition = services.definition
+    since = last_review(services.db, definition)
+    if since is None:
+        return None
+    today = now.astimezone(definition.timezone).date()
+    review = gather(
+        services.db, definition, since, today, now, on_demand=True, text=services.definitions.text()
+    )
+    with services.db.transaction() as session:
+        _queue(services, session, review, key=f"now:{now.isoformat()}", now=now)
+    logger.info("definition review asked for: evidence queued for both owners")
+    services.delivery.wake()
+    return review
 
 
 @sender(REVIEW)

@@ -80,6 +80,14 @@ class ActiveDefinition:
     def current(self) -> Definition:
         return self._current
 
+    def text(self) -> str:
+        """The active version's YAML as it was approved (comments and all)."""
+        with self.db.session() as session:
+            row = store.get(session, self._key[0])
+        if row is not None:
+            return row.yaml_text
+        return file_text(self._current) or ""
+
     def on_switch(self, listener: Callable[[Definition, Definition], None]) -> None:
         """Call `listener(old, new)` after each switch (the digest's schedule)."""
         self._listeners.append(listener)

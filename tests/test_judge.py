@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.definition import load_definition
-from bot.judge import judge
+from bot.judge import judge, outcome
 from bot.leads import LeadIn, parse_lead
 from tests.conftest import DATA
 
@@ -157,3 +157,13 @@ def test_the_verdict_explains_every_point(size, country, signals) -> None:
         cap = by_id[s.id].max
         assert s.points == (min(expected, cap) if cap is not None else expected)
     assert verdict.qualified == (verdict.fit_passed and verdict.score >= DEFINITION.thresholds.mql)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes, countries, signal_lists, st.integers(min_value=-40, max_value=40))
+def test_the_backtests_short_outcome_agrees_with_the_verdict(size, country, signals, hours):
+    """outcome() is judge()'s two booleans, also at the window's edges (`hours` moves now)."""
+    lead = _lead(size, country, signals)
+    now = NOW + timedelta(hours=hours)
+    verdict = judge(lead, DEFINITION, now)
+    assert outcome(lead, DEFINITION, now) == (verdict.qualified, verdict.hot)

@@ -2,6 +2,7 @@
 
 from bot.cli import (  # noqa: F401 - each module registers its commands
     backtest_cmd,
+    calibrate_cmd,
     definition_cmd,
     demo_cmd,
     hubspot_cmd,

@@ -61,7 +61,7 @@ def _read(path: str) -> str:
         fail(f"{path}: cannot read the definition: {exc.strerror or exc}")
 
 
-_BY = click.option(
+BY = click.option(
     "--by",
     envvar="USER",
     default="cli",
@@ -73,20 +73,25 @@ _BY = click.option(
 @definition.command("propose")
 @click.argument("file", required=False)
 @click.option("--note", help="Why the change: both owners read it.")
-@_BY
+@BY
 @pass_env
 def propose(env: Env, file: str | None, note: str | None, by: str) -> None:
     """Propose FILE (default: HANDOFF_DEFINITION) as the next version: validated,
     backtested, and sent to both owners in Slack to approve or decline."""
+    path = file or env.settings.handoff_definition
+    send_proposal(env, _read(path), note=note, by=by, where=path)
+
+
+def send_proposal(env: Env, text: str, *, note: str | None, by: str, where: str) -> None:
+    """Propose `text` (bot.governance.propose) and print what the owners were sent; a
+    refused proposal lists every problem and exits 2 (`where` names it)."""
     from bot import governance
 
-    path = file or env.settings.handoff_definition
-    text = _read(path)
     try:
         proposal = governance.propose(env.services, text, note=note, proposed_by=by)
     except governance.ProposalError as exc:
         fail(
-            f"{path}: not proposed, nobody was asked:\n"
+            f"{where}: not proposed, nobody was asked:\n"
             + "\n".join(f"  {problem}" for problem in exc.problems)
         )
     stored = proposal.backtest or {}
@@ -103,6 +108,21 @@ def propose(env: Env, file: str | None, note: str | None, by: str) -> None:
         f"filtered; {summary.get('accepted_dropped', 0)} of {summary.get('accepted', 0)} past "
         "accepts lost."
     )
+
+
+@definition.command("review")
+@pass_env
+def review(env: Env) -> None:
+    """DM both owners the evidence for a review now (what was handed off, accepted and
+    rejected since the last review, and the calibration's suggestions); the review
+    schedule stays as it is. The DMs leave through the running app's outbox."""
+    from bot.review import send_review_now
+
+    sent = send_review_now(env.services)
+    owners = env.definition.owners
+    if sent is None:
+        fail("nothing to review yet: no lead has arrived")
+    click.echo(f"Review evidence queued for {owners.marketing} and {owners.sales} in Slack.")
 
 
 @definition.command("log")
@@ -154,7 +174,7 @@ def diff(env: Env, a: int | None, b: int | None) -> None:
 @click.argument("file")
 @click.option("--force", is_flag=True, help="Required: this skips the owners' approval.")
 @click.option("--why", default="", help="Required: why it cannot wait (audited, owners told).")
-@_BY
+@BY
 @pass_env
 def activate(env: Env, file: str, force: bool, why: str, by: str) -> None:
     """Emergency only: make FILE the active version now, without the owners' approval.
