@@ -145,9 +145,9 @@ def _find_owner(services: Services, handoff: Handoff, lead: Lead) -> tuple[str, 
         tried.append(email)
         with services.db.session() as session:
             rotation = routing_store.positions(
-                session, [r.key for r in services.definition.handoff.routing]
+                session, [r.key for r in services.definition.handoff.routing], create=False
             )
-            away = routing_store.away_reps(session)
+            away = routing_store.away_reps(session, now=clock.now())
         decision = route(
             lead_from_stored(_stored_lead(lead)),
             services.definition,

@@ -22,6 +22,7 @@ from store import audit, outbox
 from store.models import Handoff, HandoffStatus, SlaTimer, TimerStatus
 
 CARD = "handoff_card"
+HELD_CARD = "held_card"  # the manager's "assign this lead" message of a held lead
 
 _handoff = Handoff.__table__  # type: ignore[attr-defined]
 _timer = SlaTimer.__table__  # type: ignore[attr-defined]
@@ -38,6 +39,7 @@ class NewHandoff:
     routed_by: str
     previous_id: int | None = None
     owner_user_id: str | None = None
+    route_key: str | None = None  # the pool rule the owner came from
 
 
 def open_handoffs(
@@ -47,8 +49,13 @@ def open_handoffs(
     new: Sequence[NewHandoff],
     now: datetime,
     actor: str = "handoff",
+    held: bool = False,
 ) -> list[int]:
-    """Open a handoff for each of these (distinct) leads; returns their ids in order."""
+    """Open a handoff for each of these (distinct) leads; returns their ids in order.
+
+    `held`: the owners are managers asked to assign leads no rep of the pool can take
+    today: no clock runs, and they get a message to assign it instead of a card.
+    """
     if not new:
         return []
     due_at = deadline(definition, now)
@@ -66,6 +73,7 @@ def open_handoffs(
                 "status": HandoffStatus.OPEN,
                 "commercial": [],
                 "previous_id": item.previous_id,
+                "route_key": item.route_key,
             }
             for item in new
         ],
@@ -74,7 +82,7 @@ def open_handoffs(
     assert len(id_by_lead) == len(new), "one handoff per lead in a call"
     ids = [id_by_lead[item.lead_id] for item in new]
 
-    timers = plan_timers(definition, now)
+    timers = [] if held else plan_timers(definition, now)
     if timers:
         connection.execute(
             _INSERT_TIMERS,
@@ -95,7 +103,7 @@ def open_handoffs(
         session,
         [
             {
-                "kind": CARD,
+                "kind": HELD_CARD if held else CARD,
                 "payload": {"handoff_id": handoff_id},
                 "dedupe_key": f"handoff:{handoff_id}:card",
                 "handoff_id": handoff_id,
@@ -110,7 +118,7 @@ def open_handoffs(
             {
                 "at": now,
                 "actor": actor,
-                "action": "handed_off",
+                "action": "held" if held else "handed_off",
                 "lead_id": item.lead_id,
                 "handoff_id": handoff_id,
                 "detail": {
@@ -123,3 +131,18 @@ def open_handoffs(
         ],
     )
     return ids
+
+
+def hold_handoffs(
+    session: Session,
+    *,
+    definition: Definition,
+    held: Sequence[NewHandoff],
+    now: datetime,
+    actor: str = "handoff",
+) -> list[int]:
+    """Leads every rep of their pool is too full for today, each given to the pool's
+    manager to assign (through the reassign flow)."""
+    return open_handoffs(
+        session, definition=definition, new=held, now=now, actor=actor, held=True
+    )
