@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt import App, BoltContext
 
-from bot import cards, digest, held, reminders, review, writeback  # noqa: F401 - senders
+from bot import away, cards, digest, held, reminders, rerouting, review, writeback  # noqa: F401 - senders
 from bot.crm.sources import Sources
 from bot.definition import Definition
 from bot.services import Services

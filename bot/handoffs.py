@@ -143,6 +143,4 @@ def hold_handoffs(
 ) -> list[int]:
     """Leads every rep of their pool is too full for today, each given to the pool's
     manager to assign (through the reassign flow)."""
-    return open_handoffs(
-        session, definition=definition, new=held, now=now, actor=actor, held=True
-    )
+    return open_handoffs(session, definition=definition, new=held, now=now, actor=actor, held=True)

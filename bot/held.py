@@ -25,7 +25,12 @@ def lead_summary(lead: Lead) -> str:
     return " · ".join(
         filter(
             None,
-            [person, lead.source and f"source {lead.source}", lead.campaign, f"{lead.score} points"],
+            [
+                person,
+                lead.source and f"source {lead.source}",
+                lead.campaign,
+                f"{lead.score} points",
+            ],
         )
     )
 

@@ -391,9 +391,7 @@ class Intake:
         needs_rotation = any(not batch[i].owner or batch[i].owner in away for i in indexes)
         rotation = routing_store.positions(session, self._rule_keys) if needs_rotation else {}
         loads = (
-            routing_store.day_loads(
-                session, self._capped_keys, since=day_start(definition, now)
-            )
+            routing_store.day_loads(session, self._capped_keys, since=day_start(definition, now))
             if needs_rotation and self._capped_keys
             else {}
         )

@@ -27,13 +27,42 @@ from bot.leads import LeadIn
 
 # Addresses anyone can get: a shared domain says nothing about the account.
 FREE_MAIL = frozenset(
-    """
-    gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.com.au ymail.com hotmail.com
-    hotmail.co.uk outlook.com live.com msn.com icloud.com me.com mac.com aol.com
-    proton.me protonmail.com gmx.com gmx.de gmx.net web.de mail.com zoho.com yandex.com
-    yandex.ru mail.ru qq.com 163.com 126.com fastmail.com hey.com bigpond.com
-    optusnet.com.au xtra.co.nz
-    """.split()
+    [
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.com.au",
+        "ymail.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "outlook.com",
+        "live.com",
+        "msn.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.com",
+        "zoho.com",
+        "yandex.com",
+        "yandex.ru",
+        "mail.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "fastmail.com",
+        "hey.com",
+        "bigpond.com",
+        "optusnet.com.au",
+        "xtra.co.nz",
+    ]
 )
 
 

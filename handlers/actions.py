@@ -8,11 +8,12 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 
-from bot import decisions
+from bot import away, decisions
 from bot.blocks.card import ACCEPT, COMMERCIAL, COMMERCIAL_BLOCK, OPEN_CARD, REASSIGN, REJECT
 from bot.blocks.modals import reassign_modal, reject_modal
+from bot.blocks.routing import AWAY_REASSIGN
 from bot.decisions import Refused
-from bot.replies import tell_refusal
+from bot.replies import tell, tell_refusal
 from bot.services import Services
 from handlers.after_ack import after_ack
 
@@ -120,6 +121,18 @@ def on_reassign(
     )
 
 
+def on_away_reassign(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    ack()
+    after_ack(context, reassign_away_leads, context["services"], body)
+
+
+def reassign_away_leads(services: Services, body: dict[str, Any]) -> None:
+    """The manager's one click on an away notice: the rep's open leads are rerouted."""
+    user_id = body["user"]["id"]
+    text = away.reassign_leads_of(services, user_id, body["actions"][0].get("value"))
+    tell(services.slack, user_id, _channel(body), text)
+
+
 def acknowledge_only(ack: Ack) -> None:
     """Checkbox ticks are read from the card when the rep decides; link buttons need no work."""
     ack()
@@ -129,5 +142,6 @@ def register(app: App) -> None:
     app.action(ACCEPT)(on_accept)
     app.action(REJECT)(on_reject)
     app.action(REASSIGN)(on_reassign)
+    app.action(AWAY_REASSIGN)(on_away_reassign)
     app.action(COMMERCIAL)(acknowledge_only)
     app.action(OPEN_CARD)(acknowledge_only)

@@ -8,7 +8,7 @@ import copy
 import json
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -70,7 +70,9 @@ def test_eight_leads_on_weights_three_to_one_give_six_and_two_interleaved(
     got = []
     for n in range(8):  # one request (one transaction) each
         got += owners(app.post_leads(lead(f"crm-{n}")))
-    assert got == ["rep1@example.com", "rep1@example.com", "rep2@example.com", "rep1@example.com"] * 2
+    assert (
+        got == ["rep1@example.com", "rep1@example.com", "rep2@example.com", "rep1@example.com"] * 2
+    )
     stored = Counter(h.owner_email for h in handoffs(db))
     assert stored == {"rep1@example.com": 6, "rep2@example.com": 2}
 
@@ -93,8 +95,12 @@ def test_a_full_rep_hands_over_to_the_next_and_the_cap_resets_the_next_day(
     app_factory, db, fake_slack
 ):
     defn = definition_with(
-        [{"round_robin": [{"rep": "rep1@example.com", "weight": 3}, "rep2@example.com"],
-          "daily_cap": 2}]
+        [
+            {
+                "round_robin": [{"rep": "rep1@example.com", "weight": 3}, "rep2@example.com"],
+                "daily_cap": 2,
+            }
+        ]
     )
     app = app_factory(db, defn=defn)
     with freeze_time(MONDAY_10):
@@ -129,9 +135,7 @@ def test_all_full_the_manager_is_asked_and_assigns_through_the_reassign_modal(
     assert "*Globex* qualified, but nobody in its pool can take it today" in asked.args["text"]
     held = handoffs(db)[-1]
     assert (held.owner_email, held.status) == ("mgr@example.com", "open")
-    buttons = [
-        e for b in asked.args["blocks"] if b["type"] == "actions" for e in b["elements"]
-    ]
+    buttons = [e for b in asked.args["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert [(b["action_id"], b["value"]) for b in buttons] == [(REASSIGN, str(held.id))]
     # (Outside freeze_time: waiting on the work after the ack needs a moving clock.)
     app.slack(block_actions(user_id="U0MGR", action_id=REASSIGN, value=str(held.id)))
