@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot import clock
 from bot.access import Viewer, manages
-from bot.blocks.common import Mrkdwn, as_mrkdwn, md, mention
+from bot.blocks.common import Mrkdwn, as_mrkdwn, code, md, mention
 from bot.blocks.routing import away_blocks, away_text
 from bot.cards import post_to_user
 from bot.delivery import sender
@@ -35,28 +35,29 @@ AWAY_NOTICE = "away_notice"
 WRITE_BUDGET_SECONDS = 2.0
 BUSY = "The database is busy right now: nothing changed. Please try again in a moment."
 NO_EMAIL = "I cannot find your email address in Slack, so I cannot tell routing about you."
-USAGE = "Use `/handoff away` or `/handoff away until 2026-12-01` (the day you are back)."
+USAGE = Mrkdwn("Use `/handoff away` or `/handoff away until 2026-12-01` (the day you are back).")
 
 
 def parse_until(definition: Any, text: str, now: datetime) -> datetime | None:
     """`until 2026-12-01` (or the bare date) -> the start of that day in the definition's
-    zone. ValueError with the sentence to show when it is not a date after today."""
+    zone. ValueError with the sentence to show (before USAGE) when it is not a date
+    after today."""
     words = text.split()
     if words and words[0].lower() == "until":
         words = words[1:]
     if not words:
         if text.strip():
-            raise ValueError(f"Until when? {USAGE}")
+            raise ValueError("Until when?")
         return None
     if len(words) > 1:
-        raise ValueError(f"I could not read '{' '.join(words)}' as a date. {USAGE}")
+        raise ValueError(f"I could not read '{' '.join(words)}' as a date.")
     try:
         day = date.fromisoformat(words[0])
     except ValueError:
-        raise ValueError(f"I could not read '{words[0]}' as a date. {USAGE}") from None
+        raise ValueError(f"I could not read '{words[0]}' as a date.") from None
     tz = definition.timezone
     if day <= now.astimezone(tz).date():
-        raise ValueError(f"Pick a day after today for your return. {USAGE}")
+        raise ValueError("Pick a day after today for your return.")
     return datetime.combine(day, time(0, 0), tzinfo=tz)
 
 
@@ -68,11 +69,11 @@ def _open_count(session: Any, email: str) -> int:
     )
 
 
-def back_on(until: datetime | None) -> str:
-    """`until you are back on Tue 01 Dec` / `until you say /handoff back`."""
+def back_on(until: datetime | None) -> Mrkdwn:
+    """`until Tue 01 Dec 2026` (the day they are back) / `until /handoff back`."""
     if until is None:
-        return "until `/handoff back`"
-    return f"until {until.strftime('%a %d %b %Y')}"
+        return md("until {}", code("/handoff back"))
+    return md("until {}", until.strftime("%a %d %b %Y"))
 
 
 def go_away(services: Services, user_id: str, rest: str, *, now: datetime | None = None) -> Mrkdwn:
@@ -82,7 +83,7 @@ def go_away(services: Services, user_id: str, rest: str, *, now: datetime | None
     try:
         until = parse_until(definition, rest, now)
     except ValueError as exc:
-        return as_mrkdwn(str(exc))
+        return md("{} ", str(exc)) + USAGE
     email = Viewer(services, user_id).email
     if email is None:
         return as_mrkdwn(NO_EMAIL)

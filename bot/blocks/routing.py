@@ -32,12 +32,12 @@ def held_blocks(handoff_id: int, company: str, summary: str, why: str) -> list[B
     return blocks
 
 
-def away_text(rep: Mrkdwn, until: str, count: int) -> Mrkdwn:
+def away_text(rep: Mrkdwn, until: Mrkdwn, count: int) -> Mrkdwn:
     leads = "1 open lead" if count == 1 else f"{count} open leads"
     return md("🌴 {} is away {}, with {}.", rep, until, leads)
 
 
-def away_blocks(rep: Mrkdwn, rep_email: str, until: str, count: int) -> list[Block]:
+def away_blocks(rep: Mrkdwn, rep_email: str, until: Mrkdwn, count: int) -> list[Block]:
     """To the away rep's manager: one click sends their open leads through routing."""
     blocks = [section(away_text(rep, until, count))]
     if count:
