@@ -68,12 +68,16 @@ def _load_card(session: Session, handoff_id: int) -> tuple[Handoff, Lead, dict[s
     return handoff, lead, values["verdict_detail"] or {}
 
 
-def _reassigned_to(session: Session, handoff: Handoff) -> str | None:
-    """The Slack user a reassigned handoff went to, for its card."""
+def _reassigned_to(services: Services, session: Session, handoff: Handoff) -> str | None:
+    """The Slack user a reassigned handoff went to, for its card (looked up by email when
+    routing moved it and the new owner's card is not out yet)."""
     if handoff.status != HandoffStatus.REASSIGNED:
         return None
     successor = session.scalars(select(Handoff).where(Handoff.previous_id == handoff.id)).first()
-    return successor.owner_user_id if successor else None
+    if successor is None or successor.owner_user_id:
+        return successor.owner_user_id if successor else None
+    person = services.directory.by_email(successor.owner_email)
+    return person.user_id if person else None
 
 
 def build_model(
@@ -271,7 +275,7 @@ def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
         handoff, lead, detail = loaded
         if not handoff.channel or not handoff.ts:
             raise Retry(_CARD_NOT_POSTED_YET, "card not posted yet")
-        reassigned_to = _reassigned_to(session, handoff)
+        reassigned_to = _reassigned_to(services, session, handoff)
     tz = _owner_tz(services, handoff.owner_email)
     model = build_model(services.definition, handoff, lead, detail, tz, reassigned_to)
     services.slack.chat_update(

@@ -30,10 +30,14 @@ MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=SYDNEY)
 BASE = yaml.safe_load((DATA / "definition.yml").read_text())
 
 
-def definition_with(routing: list[Any], **sla: Any) -> Definition:
-    """The tests' definition with these routing rules (and SLA keys)."""
+def definition_with(
+    routing: list[Any], *, managers: dict[str, str] | None = None, **sla: Any
+) -> Definition:
+    """The tests' definition with these routing rules (managers, and SLA keys)."""
     data = copy.deepcopy(BASE)
     data["handoff"]["routing"] = routing
+    if managers is not None:
+        data["handoff"]["managers"] = managers
     data["handoff"]["sla"].update(sla)
     return parse_definition(data, source="test")
 
