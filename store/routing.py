@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -68,13 +68,14 @@ def positions(session: Session, keys: Iterable[str], *, create: bool = True) -> 
     return found
 
 
+_SAVE = update(_state).where(_state.c.key == bindparam("b_key")).values(position=bindparam("b_pos"))
+
+
 def save_position(session: Session, key: str, position: int) -> None:
-    state = session.get(RoutingState, key)
-    if state is None:
+    updated = session.connection().execute(_SAVE, {"b_key": key, "b_pos": position})
+    if updated.rowcount == 0:
         session.add(RoutingState(key=key, position=position))
-    else:
-        state.position = position
-    session.flush()
+        session.flush()
 
 
 def day_loads(
@@ -90,6 +91,21 @@ def day_loads(
     return loads
 
 
+# The status is tested in Python: in SQL it tempts SQLite's planner (no statistics) to
+# walk every open handoff instead of the few leads of these companies and domains.
+_ACCOUNTS = (
+    select(_lead.c.company_key, _lead.c.email_domain, _handoff.c.owner_email, _handoff.c.status)
+    .select_from(_handoff.join(_lead, _lead.c.id == _handoff.c.lead_id))
+    .where(
+        or_(
+            _lead.c.company_key.in_(bindparam("companies", expanding=True)),
+            _lead.c.email_domain.in_(bindparam("domains", expanding=True)),
+        )
+    )
+    .order_by(_handoff.c.assigned_at, _handoff.c.id)
+)
+
+
 def account_owners(
     session: Session, *, companies: Collection[str], domains: Collection[str]
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -97,20 +113,14 @@ def account_owners(
     email domain: ({company: owner}, {domain: owner}); the latest handoff wins."""
     if not companies and not domains:
         return {}, {}
-    conditions = []
-    if companies:
-        conditions.append(_lead.c.company_key.in_(list(companies)))
-    if domains:
-        conditions.append(_lead.c.email_domain.in_(list(domains)))
     rows = session.connection().execute(
-        select(_lead.c.company_key, _lead.c.email_domain, _handoff.c.owner_email)
-        .select_from(_handoff.join(_lead, _lead.c.id == _handoff.c.lead_id))
-        .where(or_(*conditions), _handoff.c.status.in_(_WORKING))
-        .order_by(_handoff.c.assigned_at, _handoff.c.id)
+        _ACCOUNTS, {"companies": list(companies), "domains": list(domains)}
     )
     by_company: dict[str, str] = {}
     by_domain: dict[str, str] = {}
-    for company, domain, owner in rows:  # in time order: the latest overwrites
+    for company, domain, owner, status in rows:  # in time order: the latest overwrites
+        if status not in _WORKING:
+            continue
         if company in companies:
             by_company[company] = owner
         if domain in domains:
