@@ -267,3 +267,17 @@ def test_the_definition_in_words_names_weights_caps_and_account_match():
     assert "routing[1]: any lead -> round-robin over a@x.com (weight 2), b@x.com; at most 20" in (
         text
     )
+
+
+def test_the_example_definitions_commented_routing_keys_validate():
+    """qualification.yml shows the new keys commented out: uncommented, they are valid."""
+    root = DATA.parent.parent
+    text = (root / "qualification.yml").read_text()
+    assert text == (root / "bot" / "data" / "qualification.yml").read_text()
+    for example in ("# reassign_at:", "# - {match_account:", "# - {round_robin:"):
+        assert example in text
+        text = text.replace(example, example.removeprefix("# "))
+    defn = parse_definition(yaml.safe_load(text), source="example")
+    assert defn.handoff.sla.reassign_at == 1.5
+    assert defn.handoff.routing[0].match_account
+    assert (defn.handoff.routing[-1].weights, defn.handoff.routing[-1].daily_cap) == ((2, 1), 20)
