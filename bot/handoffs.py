@@ -10,7 +10,7 @@ the path from a lead arriving to its DM.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import insert
@@ -23,6 +23,7 @@ from store.models import Handoff, HandoffStatus, SlaTimer, TimerStatus
 
 CARD = "handoff_card"
 HELD_CARD = "held_card"  # the manager's "assign this lead" message of a held lead
+HELD_ROUTE = "held"  # a held handoff's route_key: counts toward no cap, runs no clock
 
 _handoff = Handoff.__table__  # type: ignore[attr-defined]
 _timer = SlaTimer.__table__  # type: ignore[attr-defined]
@@ -143,4 +144,7 @@ def hold_handoffs(
 ) -> list[int]:
     """Leads every rep of their pool is too full for today, each given to the pool's
     manager to assign (through the reassign flow)."""
-    return open_handoffs(session, definition=definition, new=held, now=now, actor=actor, held=True)
+    marked = [replace(item, route_key=HELD_ROUTE) for item in held]
+    return open_handoffs(
+        session, definition=definition, new=marked, now=now, actor=actor, held=True
+    )

@@ -47,7 +47,7 @@ def sweep(services: Services, *, now: datetime | None = None) -> int:
             rows: list[dict[str, Any]] = []
             for timer in fired:
                 if timer.kind == REASSIGN:  # moves the lead itself, in this transaction
-                    rerouting.on_breach(session, services, timer.handoff_id, now=now)
+                    rerouting.on_breach_safely(session, services, timer.handoff_id, now=now)
                     continue
                 base = {"timer_id": timer.id, "handoff_id": timer.handoff_id, "late": timer.late}
                 if timer.kind == "remind":

@@ -171,6 +171,18 @@ def on_breach(session: Session, services: Services, handoff_id: int, *, now: dat
     )
 
 
+def on_breach_safely(
+    session: Session, services: Services, handoff_id: int, *, now: datetime
+) -> None:
+    """`on_breach` in a savepoint: a move that fails is logged and undone alone, so the
+    sweep's other timers (reminders, escalations) still fire."""
+    try:
+        with session.begin_nested():
+            on_breach(session, services, handoff_id, now=now)
+    except Exception:
+        logger.exception("auto-reassign of handoff %s failed", handoff_id)
+
+
 def _percent(definition: Definition) -> str:
     fraction = definition.handoff.sla.reassign_at or 0
     return f"{fraction * 100:g}%"

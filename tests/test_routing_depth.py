@@ -160,6 +160,12 @@ def test_all_full_the_manager_is_asked_and_assigns_through_the_reassign_modal(
     assert "Globex" in card.args["text"]
     [update] = fake_slack.successful("chat.update")
     held_now = next(h for h in handoffs(db) if h.id == held.id)
+    # The manager's question was no rep's clock: it counts in no SLA figure or cap.
+    assert (held_now.breached, held_now.business_seconds, held_now.route_key) == (
+        None,
+        None,
+        "held",
+    )
     # The question to the manager became the outcome.
     assert (update.args["channel"], held_now.channel) == ("DU0MGR", "DU0MGR")
     assert "Reassigned" in json.dumps(update.args["blocks"])
