@@ -153,7 +153,7 @@ def _find_owner(services: Services, handoff: Handoff, lead: Lead) -> tuple[str, 
             )
             away = routing_store.away_reps(session, now=clock.now())
         decision = route(
-            lead_from_stored(_stored_lead(lead)),
+            lead_from_stored(stored_lead(lead)),
             services.definition,
             rotation=rotation,
             away=away,
@@ -188,7 +188,7 @@ def _reroute(services: Services, handoff: Handoff, email: str, tried: list[str])
     handoff.owner_email = email
 
 
-def _stored_lead(lead: Lead) -> dict[str, Any]:
+def stored_lead(lead: Lead) -> dict[str, Any]:
     return {
         "id": lead.external_id,
         "email": lead.email,
@@ -228,7 +228,7 @@ _CARD_POSTED = (
 )
 
 
-def _cards_posted(session: Session, sent: list[tuple[Outbox, dict[str, Any]]]) -> None:
+def cards_posted(session: Session, sent: list[tuple[Outbox, dict[str, Any]]]) -> None:
     """Where each card went, committed with its outbox row marked sent."""
     rows = [
         {
@@ -244,7 +244,7 @@ def _cards_posted(session: Session, sent: list[tuple[Outbox, dict[str, Any]]]) -
         session.execute(_CARD_POSTED, rows)
 
 
-@sender(CARD, on_sent=_cards_posted)
+@sender(CARD, on_sent=cards_posted)
 def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
     with services.db.session() as session:
         loaded = _load_card(session, item.payload["handoff_id"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.blocks.routing import held_blocks, held_text
-from bot.cards import _cards_posted, post_to_user
+from bot.cards import cards_posted, post_to_user
 from bot.delivery import sender
 from bot.handoffs import HELD_CARD
 from bot.logs import lead_event
@@ -35,7 +35,7 @@ def lead_summary(lead: Lead) -> str:
     )
 
 
-@sender(HELD_CARD, on_sent=_cards_posted)
+@sender(HELD_CARD, on_sent=cards_posted)
 def send_held(services: Services, item: Outbox) -> dict[str, Any]:
     with services.db.session() as session:
         handoff = session.get(Handoff, item.payload["handoff_id"])

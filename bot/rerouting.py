@@ -20,7 +20,7 @@ from sqlmodel import Session
 from bot import clock
 from bot.blocks.common import as_mrkdwn, md, mention, section
 from bot.blocks.routing import moved_text, stuck_blocks, stuck_text
-from bot.cards import _stored_lead, post_to_user
+from bot.cards import post_to_user, stored_lead
 from bot.decisions import hand_over
 from bot.definition import Definition, RoutingRule
 from bot.delivery import sender
@@ -272,7 +272,7 @@ def reassign_away(
         ).all()
         for handoff, lead in rows:
             decision = route(
-                lead_from_stored(_stored_lead(lead)),
+                lead_from_stored(stored_lead(lead)),
                 definition,
                 rotation=lock.rotation,
                 away=lock.away,
