@@ -287,3 +287,34 @@ def test_the_example_definitions_commented_routing_keys_validate():
     assert defn.handoff.sla.reassign_at == 1.5
     assert defn.handoff.routing[0].match_account
     assert (defn.handoff.routing[-1].weights, defn.handoff.routing[-1].daily_cap) == ((2, 1), 20)
+
+
+def test_an_older_database_gains_the_routing_columns_and_indexes(tmp_path):
+    """A database from before schema 3: the upgrade adds what routing depth needs."""
+    from sqlalchemy import inspect, text
+
+    from store.db import Database
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Database(url)
+    old.create_schema()
+    with old.engine.begin() as conn:
+        for index in ("ix_handoff_route_key", "ix_lead_company_key", "ix_lead_email_domain"):
+            conn.execute(text(f"DROP INDEX {index}"))
+        for table, column in (
+            ("handoff", "route_key"),
+            ("lead", "company_key"),
+            ("lead", "email_domain"),
+            ("rep_status", "away_until"),
+        ):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(text("UPDATE schema_info SET version = 2"))
+    old.dispose()
+    upgraded = Database(url)
+    upgraded.create_schema()
+    inspector = inspect(upgraded.engine)
+    assert "route_key" in {c["name"] for c in inspector.get_columns("handoff")}
+    assert {"company_key", "email_domain"} <= {c["name"] for c in inspector.get_columns("lead")}
+    assert "away_until" in {c["name"] for c in inspector.get_columns("rep_status")}
+    assert "ix_handoff_route_key" in {i["name"] for i in inspector.get_indexes("handoff")}
+    upgraded.dispose()
