@@ -49,6 +49,8 @@ def _describe_audit(row: Audit) -> str:
         "reassigned": lambda d: f"from {d.get('from_owner')} to {d.get('to_owner')}",
         "rerouted": lambda d: f"to {d.get('owner')}: {d.get('why')}",
         "not_routed": lambda d: str(d.get("why")),
+        "held": lambda d: f"for {d.get('owner')} to assign ({d.get('why')})",
+        "reassign_stuck": lambda d: str(d.get("why")),
     }
     describe = words.get(row.action)
     text = describe(detail) if describe else ", ".join(f"{k}={v}" for k, v in detail.items())

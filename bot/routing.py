@@ -236,7 +236,7 @@ def _joined(skipped: list[str], why: str) -> str:
 def _at_cap(reps: tuple[str, ...], rule: RoutingRule) -> str:
     names = ", ".join(reps)
     verb = "has" if len(reps) == 1 else "have"
-    return f"{names} {verb} had today's {rule.daily_cap} leads"
+    return f"{names} {verb} reached today's cap of {rule.daily_cap}"
 
 
 def _why(rule: RoutingRule, position: int) -> str:

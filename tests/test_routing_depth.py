@@ -112,7 +112,7 @@ def test_a_full_rep_hands_over_to_the_next_and_the_cap_resets_the_next_day(
     # rep1 (weight 3) would take three of the first four; at 2 they are full.
     assert Counter(got) == {"rep1@example.com": 2, "rep2@example.com": 2}
     third = next(h for h in handoffs(db) if h.lead_id == 4)
-    assert "rep1@example.com has had today's 2 leads" in third.routed_by
+    assert "rep1@example.com has reached today's cap of 2" in third.routed_by
     # Tuesday in Sydney (the definition's zone) is a new day: rep1 takes leads again.
     with freeze_time(datetime(2026, 11, 24, 0, 5, tzinfo=SYDNEY)):
         assert owners(app.post_leads(lead("crm-tue"))) == ["rep1@example.com"]
@@ -133,7 +133,7 @@ def test_all_full_the_manager_is_asked_and_assigns_through_the_reassign_modal(
         response = app.post_leads(lead("crm-3", company="Globex"))
         [result] = response.json()["results"]
         assert result["outcome"] == "held"
-        assert "have had today's 1 leads" in result["why"]
+        assert "have reached today's cap of 1" in result["why"]
         app.drain()
     [asked] = dms_to(fake_slack, "U0MGR")
     assert "*Globex* qualified, but nobody in its pool can take it today" in asked.args["text"]
@@ -318,3 +318,16 @@ def test_an_older_database_gains_the_routing_columns_and_indexes(tmp_path):
     assert "away_until" in {c["name"] for c in inspector.get_columns("rep_status")}
     assert "ix_handoff_route_key" in {i["name"] for i in inspector.get_indexes("handoff")}
     upgraded.dispose()
+
+
+def test_a_held_leads_story_says_who_assigns_it(app_factory, db, fake_slack):
+    from bot.history import lead_story, render_story
+
+    defn = definition_with([{"round_robin": ["rep1@example.com"], "daily_cap": 1}])
+    app = app_factory(db, defn=defn)
+    app.post_leads([lead("crm-1"), lead("crm-2")])
+    story = render_story(*lead_story(db, "crm-2"))
+    assert (
+        "by intake: for mgr@example.com to assign (rep1@example.com has reached today's cap of 1"
+        in story
+    )
