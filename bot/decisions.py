@@ -35,7 +35,7 @@ from sqlmodel import Session
 from bot import access, clock, metrics
 from bot.blocks.common import Mrkdwn, as_mrkdwn, local_time, md, mention
 from bot.definition import Definition, Reason
-from bot.handoffs import HELD_ROUTE, NewHandoff, open_handoffs
+from bot.handoffs import NewHandoff, held_pool, open_handoffs
 from bot.logs import lead_event
 from bot.services import Services
 from bot.sla import close_clock
@@ -392,7 +392,7 @@ def hand_over(
         return None
     old = _reload(session, handoff_id)
     close_clock(session, services.definition, old, at=at)
-    if old.route_key == HELD_ROUTE:  # a manager's question, not a rep's clock: no SLA figure
+    if held_pool(old.route_key):  # a manager's question, not a rep's clock: no SLA figure
         old.business_seconds = old.wall_seconds = old.late_seconds = old.breached = None
     (successor_id,) = open_handoffs(
         session,

@@ -23,7 +23,17 @@ from store.models import Handoff, HandoffStatus, SlaTimer, TimerStatus
 
 CARD = "handoff_card"
 HELD_CARD = "held_card"  # the manager's "assign this lead" message of a held lead
-HELD_ROUTE = "held"  # a held handoff's route_key: counts toward no cap, runs no clock
+# A held handoff's route_key is "held:<rule key>": it counts toward no cap, runs no
+# clock, and names the pool whose managers may assign it.
+HELD_ROUTE = "held:"
+
+
+def held_pool(route_key: str | None) -> str | None:
+    """The pool rule's key of a held handoff ("routing[1]"); None for any other."""
+    if route_key is None or not route_key.startswith(HELD_ROUTE):
+        return None
+    return route_key.removeprefix(HELD_ROUTE)
+
 
 _handoff = Handoff.__table__  # type: ignore[attr-defined]
 _timer = SlaTimer.__table__  # type: ignore[attr-defined]
@@ -139,12 +149,27 @@ def hold_handoffs(
     *,
     definition: Definition,
     held: Sequence[NewHandoff],
+    others: Sequence[Sequence[str]],
     now: datetime,
     actor: str = "handoff",
 ) -> list[int]:
     """Leads every rep of their pool is too full for today, each given to the pool's
-    manager to assign (through the reassign flow)."""
-    marked = [replace(item, route_key=HELD_ROUTE) for item in held]
-    return open_handoffs(
-        session, definition=definition, new=marked, now=now, actor=actor, held=True
+    manager to assign (through the reassign flow). `route_key` of each: the pool's rule;
+    `others`: the pool's other managers, asked too (any of them may assign)."""
+    marked = [replace(item, route_key=f"{HELD_ROUTE}{item.route_key}") for item in held]
+    ids = open_handoffs(session, definition=definition, new=marked, now=now, actor=actor, held=True)
+    outbox.enqueue_many(
+        session,
+        [
+            {
+                "kind": HELD_CARD,
+                "payload": {"handoff_id": handoff_id, "to": manager},
+                "dedupe_key": f"handoff:{handoff_id}:held:{manager}",
+                "handoff_id": handoff_id,
+            }
+            for handoff_id, managers in zip(ids, others, strict=True)
+            for manager in managers
+        ],
+        now=now,
     )
+    return ids

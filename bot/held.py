@@ -1,8 +1,10 @@
-"""A lead held at the daily caps: the pool's manager is asked to assign it.
+"""A lead held at the daily caps: the pool's managers are asked to assign it.
 
-The held handoff is owned by the manager (so the reassign modal lets them pick the
-rep) and runs no clock. Its message is posted where a card would be, so when the
-manager assigns it, the card update replaces the question with the outcome.
+The held handoff is owned by the pool's first manager (so the reassign modal lets
+them pick the rep; the pool's other managers may too, bot/access.py) and runs no
+clock. The owner's message is posted where a card would be, so when a manager
+assigns it, the card update replaces that question with the outcome; the others'
+Assign then answers that it was assigned already.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ def send_held(services: Services, item: Outbox) -> dict[str, Any]:
         raise Permanent("handoff no longer exists")
     if handoff.status != HandoffStatus.OPEN:
         return {"skipped": f"handoff is {handoff.status}"}
-    manager = services.directory.by_email(handoff.owner_email)
+    email = item.payload.get("to") or handoff.owner_email
+    manager = services.directory.by_email(email)
     if manager is None or manager.user_id is None:
-        raise Permanent(f"manager {handoff.owner_email} not found in Slack")
+        raise Permanent(f"manager {email} not found in Slack")
     company = lead.company or lead.external_id
     why = handoff.routed_by
     result = post_to_user(
@@ -55,5 +58,7 @@ def send_held(services: Services, item: Outbox) -> dict[str, Any]:
         text=held_text(company, why),
         blocks=held_blocks(handoff.id, company, lead_summary(lead), why),  # type: ignore[arg-type]
     )
-    lead_event(lead.external_id, "held", f"for {handoff.owner_email} to assign")
-    return {**result, "owner": handoff.owner_email, "user_id": manager.user_id}
+    lead_event(lead.external_id, "held", f"for {email} to assign")
+    if "to" in item.payload:  # another manager of the pool: the owner's message is the card
+        return {"channel": result["channel"], "message_ts": result["ts"], "to": email}
+    return {**result, "owner": email, "user_id": manager.user_id}

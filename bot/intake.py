@@ -402,6 +402,7 @@ class Intake:
         )
         new: list[NewHandoff] = []
         held: list[NewHandoff] = []
+        other_managers: list[list[str]] = []
         changed_keys: set[str] = set()
         unrouted: list[dict[str, Any]] = []
         for i in indexes:
@@ -411,8 +412,9 @@ class Intake:
                 lead, definition, rotation=rotation, away=away, loads=loads, accounts=accounts
             )
             if decision.held is not None:
-                manager = pool_managers(definition, decision.held)[0]
-                held.append(NewHandoff(lead_id, manager, decision.why))
+                manager, *others = pool_managers(definition, decision.held)
+                held.append(NewHandoff(lead_id, manager, decision.why, route_key=decision.held.key))
+                other_managers.append(others)
                 outcomes[i] = LeadOutcome(lead.id, HELD, outcome.score, True, why=decision.why)
                 continue
             if decision.owner is None:
@@ -446,7 +448,14 @@ class Intake:
             routing_store.save_position(session, key, rotation[key])
         opened = open_handoffs(session, definition=definition, new=new, now=now, actor=self.actor)
         if held:
-            hold_handoffs(session, definition=definition, held=held, now=now, actor=self.actor)
+            hold_handoffs(
+                session,
+                definition=definition,
+                held=held,
+                others=other_managers,
+                now=now,
+                actor=self.actor,
+            )
         return opened
 
     @staticmethod

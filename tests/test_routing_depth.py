@@ -164,7 +164,7 @@ def test_all_full_the_manager_is_asked_and_assigns_through_the_reassign_modal(
     assert (held_now.breached, held_now.business_seconds, held_now.route_key) == (
         None,
         None,
-        "held",
+        "held:routing[0]",
     )
     # The question to the manager became the outcome.
     assert (update.args["channel"], held_now.channel) == ("DU0MGR", "DU0MGR")
@@ -331,3 +331,36 @@ def test_a_held_leads_story_says_who_assigns_it(app_factory, db, fake_slack):
         "by intake: for mgr@example.com to assign (rep1@example.com has reached today's cap of 1"
         in story
     )
+
+
+def test_every_manager_of_a_full_pool_is_asked_and_any_of_them_assigns(app_factory, db, fake_slack):
+    fake_slack.add_user("U0MGR2", "mgr2@example.com")
+    defn = definition_with(
+        [{"round_robin": ["rep1@example.com", "rep2@example.com"], "daily_cap": 1}],
+        managers={"rep1@example.com": "mgr@example.com", "rep2@example.com": "mgr2@example.com"},
+    )
+    app = app_factory(db, defn=defn)
+    app.post_leads([lead("crm-1"), lead("crm-2"), lead("crm-3", company="Globex")])
+    app.drain()
+    [first] = [c for c in dms_to(fake_slack, "U0MGR") if "Globex" in c.args["text"]]
+    [second] = [c for c in dms_to(fake_slack, "U0MGR2") if "Globex" in c.args["text"]]
+    held = handoffs(db)[-1]
+    assert held.owner_email == "mgr@example.com"
+    # The second manager (not the held lead's owner) assigns it; a stranger may not.
+    app.slack(block_actions(user_id="U0STRANGER", action_id=REASSIGN, value=str(held.id)))
+    [refused] = fake_slack.wait_for("chat.postEphemeral")
+    assert refused.args["text"].startswith("Only ")
+    app.slack(block_actions(user_id="U0MGR2", action_id=REASSIGN, value=str(held.id)))
+    fake_slack.wait_for("views.open")
+    app.slack(
+        view_submission(
+            user_id="U0MGR2",
+            callback_id=REASSIGN_VIEW,
+            private_metadata=str(held.id),
+            values={"assignee": {"assignee": {"type": "users_select", "selected_user": "U0REP1"}}},
+        )
+    )
+    wait_until(lambda: len(handoffs(db)) == 4)
+    assigned = handoffs(db)[-1]
+    assert (assigned.owner_email, assigned.previous_id) == ("rep1@example.com", held.id)
+    assert second.args["channel"] == "U0MGR2" and first.args["channel"] == "U0MGR"
