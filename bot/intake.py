@@ -24,7 +24,14 @@ from bot.handoffs import CARD, NewHandoff, hold_handoffs, open_handoffs
 from bot.judge import Verdict, judge
 from bot.leads import LeadIn
 from bot.logs import lead_event
-from bot.routing import Accounts, company_key, day_start, email_domain, pool_managers, route
+from bot.routing import (
+    account_index,
+    company_key,
+    day_start,
+    email_domain,
+    pool_managers,
+    route,
+)
 from store import audit
 from store import leads as lead_store
 from store import routing as routing_store
@@ -396,7 +403,7 @@ class Intake:
             else {}
         )
         accounts = (
-            self._accounts(session, [batch[i] for i in indexes])
+            account_index(session, [batch[i] for i in indexes])
             if needs_rotation and self._match_accounts
             else None
         )
@@ -457,15 +464,6 @@ class Intake:
                 actor=self.actor,
             )
         return opened
-
-    @staticmethod
-    def _accounts(session: Any, leads: list[LeadIn]) -> Accounts:
-        companies = {key for lead in leads if (key := company_key(lead.company))}
-        domains = {domain for lead in leads if (domain := email_domain(lead.email))}
-        by_company, by_domain = routing_store.account_owners(
-            session, companies=companies, domains=domains
-        )
-        return Accounts(by_company, by_domain)
 
 
 def report_received(result: dict[str, Any], *, via: str = "") -> None:

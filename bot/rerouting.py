@@ -25,7 +25,7 @@ from bot.decisions import hand_over
 from bot.definition import Definition, RoutingRule
 from bot.delivery import sender
 from bot.leads import lead_from_stored
-from bot.routing import day_start, pick, route, team_of_rep
+from bot.routing import account_index, day_start, pick, route, team_of_rep
 from bot.send_failures import Permanent
 from bot.services import Services
 from store import audit, outbox
@@ -270,13 +270,20 @@ def reassign_away(
             .where(Handoff.owner_email == rep_email, Handoff.status == HandoffStatus.OPEN)
             .order_by(Handoff.id)
         ).all()
-        for handoff, lead in rows:
+        leads = [lead_from_stored(stored_lead(lead)) for _, lead in rows]
+        accounts = (
+            account_index(session, leads)
+            if any(rule.match_account for rule in definition.handoff.routing)
+            else None
+        )
+        for (handoff, _), lead_in in zip(rows, leads, strict=True):
             decision = route(
-                lead_from_stored(stored_lead(lead)),
+                lead_in,
                 definition,
                 rotation=lock.rotation,
                 away=lock.away,
                 loads=lock.loads,
+                accounts=accounts,
             )
             if decision.owner is None:
                 left += 1

@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.definition import Definition, RoutingRule
 from bot.explain import describe_condition
 from bot.leads import LeadIn
+from store import routing as routing_store
 
 # Addresses anyone can get: a shared domain says nothing about the account.
 FREE_MAIL = frozenset(
@@ -110,6 +112,17 @@ class Accounts:
             self.by_company[company] = owner
         if domain := email_domain(lead.email):
             self.by_domain[domain] = owner
+
+
+def account_index(session: Any, leads: Collection[LeadIn]) -> Accounts:
+    """Who works the accounts of these leads, read from the store (under the routing
+    lock, so that what a concurrent batch just handed off is included)."""
+    companies = {key for lead in leads if (key := company_key(lead.company))}
+    domains = {domain for lead in leads if (domain := email_domain(lead.email))}
+    by_company, by_domain = routing_store.account_owners(
+        session, companies=companies, domains=domains
+    )
+    return Accounts(by_company, by_domain)
 
 
 @dataclass(frozen=True)
