@@ -47,7 +47,7 @@ class Next:
     route_key: str | None = None
 
 
-class Lock:
+class RoutingLock:
     """The routing lock and what is read under it, for one transaction's moves."""
 
     def __init__(self, session: Session, definition: Definition, now: datetime) -> None:
@@ -91,7 +91,7 @@ def _pool_rule(definition: Definition, key: str | None) -> RoutingRule | None:
     return None
 
 
-def next_in_pool(lock: Lock, handoff: Handoff, skip: set[str]) -> Next | None:
+def next_in_pool(lock: RoutingLock, handoff: Handoff, skip: set[str]) -> Next | None:
     """The next rep of the handoff's pool: the rotation of the rule that routed it, or
     the owner's team (the reps with the same manager) when no rule did."""
     definition = lock.definition
@@ -126,7 +126,7 @@ def on_breach(session: Session, services: Services, handoff_id: int, *, now: dat
     handoff = session.get(Handoff, handoff_id)
     if handoff is None or handoff.status != HandoffStatus.OPEN:
         return
-    lock = Lock(session, definition, now)
+    lock = RoutingLock(session, definition, now)
     skip = earlier_owners(session, handoff)
     found = next_in_pool(lock, handoff, skip)
     manager = definition.manager_of(handoff.owner_email) or definition.owners.sales
@@ -262,7 +262,7 @@ def reassign_away(
     moved: list[str] = []
     left = 0
     with services.db.transaction() as session:
-        lock = Lock(session, definition, now)
+        lock = RoutingLock(session, definition, now)
         lock.away.add(rep_email)
         rows = session.execute(
             select(Handoff, Lead)

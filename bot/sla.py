@@ -11,6 +11,8 @@ from sqlmodel import Session
 from bot.definition import Definition
 from store.models import Handoff, SlaTimer, TimerStatus
 
+REASSIGN = "reassign"  # the timer of `handoff.sla.reassign_at`
+
 
 @dataclass(frozen=True)
 class TimerPlan:
@@ -41,9 +43,6 @@ def plan_timers(definition: Definition, assigned_at: datetime) -> list[TimerPlan
     )
     plans += _reassign_plan(definition, assigned_at)
     return plans
-
-
-REASSIGN = "reassign"
 
 
 def _reassign_plan(definition: Definition, assigned_at: datetime) -> list[TimerPlan]:
