@@ -18,6 +18,8 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import or_, select
 
 from bot.definition import Definition
+from bot.handoffs import held_pool
+from bot.routing import pool_managers
 from bot.services import Services
 from store.models import Handoff, Lead
 
@@ -72,10 +74,23 @@ def team_of(definition: Definition, viewer: Viewer) -> list[str]:
 
 
 def may_decide(definition: Definition, viewer: Viewer, handoff: Handoff) -> bool:
-    """The handoff's owner or the owner's manager."""
-    return owns(viewer, handoff.owner_email, handoff.owner_user_id) or manages(
-        definition, viewer, handoff.owner_email
+    """The handoff's owner or the owner's manager (for a lead held at the daily caps:
+    any manager of its pool)."""
+    return (
+        owns(viewer, handoff.owner_email, handoff.owner_user_id)
+        or manages(definition, viewer, handoff.owner_email)
+        or _manages_held_pool(definition, viewer, handoff)
     )
+
+
+def _manages_held_pool(definition: Definition, viewer: Viewer, handoff: Handoff) -> bool:
+    pool = held_pool(handoff.route_key)
+    if pool is None:
+        return False
+    for rule in definition.handoff.routing:
+        if rule.key == pool:
+            return viewer.email is not None and viewer.email in pool_managers(definition, rule)
+    return False
 
 
 def _owns_definition(definition: Definition, viewer: Viewer) -> bool:

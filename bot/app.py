@@ -9,11 +9,14 @@ from typing import Any
 from slack_bolt import App, BoltContext
 
 from bot import (  # noqa: F401 - senders
+    away,
     cards,
     digest,
     disputes,
     governance_messages,
+    held,
     reminders,
+    rerouting,
     review,
     writeback,
 )

@@ -72,12 +72,16 @@ def _load_card(session: Session, handoff_id: int) -> tuple[Handoff, Lead, dict[s
     return handoff, lead, values["verdict_detail"] or {}
 
 
-def _reassigned_to(session: Session, handoff: Handoff) -> str | None:
-    """The Slack user a reassigned handoff went to, for its card."""
+def _reassigned_to(services: Services, session: Session, handoff: Handoff) -> str | None:
+    """The Slack user a reassigned handoff went to, for its card (looked up by email when
+    routing moved it and the new owner's card is not out yet)."""
     if handoff.status != HandoffStatus.REASSIGNED:
         return None
     successor = session.scalars(select(Handoff).where(Handoff.previous_id == handoff.id)).first()
-    return successor.owner_user_id if successor else None
+    if successor is None or successor.owner_user_id:
+        return successor.owner_user_id if successor else None
+    person = services.directory.by_email(successor.owner_email)
+    return person.user_id if person else None
 
 
 def build_model(
@@ -168,11 +172,11 @@ def _find_owner(services: Services, handoff: Handoff, lead: Lead) -> tuple[str, 
         tried.append(email)
         with services.db.session() as session:
             rotation = routing_store.positions(
-                session, [r.key for r in services.definition.handoff.routing]
+                session, [r.key for r in services.definition.handoff.routing], create=False
             )
-            away = routing_store.away_reps(session)
+            away = routing_store.away_reps(session, now=clock.now())
         decision = route(
-            lead_from_stored(_stored_lead(lead)),
+            lead_from_stored(stored_lead(lead)),
             services.definition,
             rotation=rotation,
             away=away,
@@ -207,7 +211,7 @@ def _reroute(services: Services, handoff: Handoff, email: str, tried: list[str])
     handoff.owner_email = email
 
 
-def _stored_lead(lead: Lead) -> dict[str, Any]:
+def stored_lead(lead: Lead) -> dict[str, Any]:
     return {
         "id": lead.external_id,
         "email": lead.email,
@@ -247,7 +251,7 @@ _CARD_POSTED = (
 )
 
 
-def _cards_posted(session: Session, sent: list[tuple[Outbox, dict[str, Any]]]) -> None:
+def cards_posted(session: Session, sent: list[tuple[Outbox, dict[str, Any]]]) -> None:
     """Where each card went, committed with its outbox row marked sent."""
     rows = [
         {
@@ -263,7 +267,7 @@ def _cards_posted(session: Session, sent: list[tuple[Outbox, dict[str, Any]]]) -
         session.execute(_CARD_POSTED, rows)
 
 
-@sender(CARD, on_sent=_cards_posted)
+@sender(CARD, on_sent=cards_posted)
 def send_handoff_card(services: Services, item: Outbox) -> dict[str, Any]:
     with services.db.session() as session:
         loaded = _load_card(session, item.payload["handoff_id"])
@@ -299,7 +303,7 @@ def send_card_update(services: Services, item: Outbox) -> dict[str, Any]:
         handoff, lead, detail = loaded
         if not handoff.channel or not handoff.ts:
             raise Retry(_CARD_NOT_POSTED_YET, "card not posted yet")
-        reassigned_to = _reassigned_to(session, handoff)
+        reassigned_to = _reassigned_to(services, session, handoff)
         now = clock.now()
         snoozed = snooze_store.current(session, [handoff.id], now).get(handoff.id)
     tz = _owner_tz(services, handoff.owner_email)

@@ -35,7 +35,7 @@ from sqlmodel import Session
 from bot import access, clock, metrics
 from bot.blocks.common import Mrkdwn, as_mrkdwn, local_time, md, mention
 from bot.definition import Definition, Reason
-from bot.handoffs import NewHandoff, open_handoffs
+from bot.handoffs import NewHandoff, held_pool, open_handoffs
 from bot.logs import lead_event
 from bot.services import Services
 from bot.sla import close_clock
@@ -359,47 +359,75 @@ class Reassignment:
         )
 
     def _write(self, services: Services, session: Session) -> Handoff | None:
-        person, at, user_id = self.to, self.at, self.user_id
-        if not _claim(
+        successor_id = hand_over(
             session,
+            services,
             self.handoff.id,
-            status=HandoffStatus.REASSIGNED,
-            decided_by=user_id,
-            decided_at=at,
-        ):
-            return None
-        old = _reload(session, self.handoff.id)
-        close_clock(session, services.definitions.at_version(old.definition_version), old, at=at)
-        (successor_id,) = open_handoffs(
-            session,
-            definition=services.definition,
-            new=[
-                NewHandoff(
-                    lead_id=old.lead_id,
-                    owner_email=person.email,
-                    owner_user_id=person.user_id,
-                    routed_by=self.routed_by,
-                    previous_id=old.id,
-                    definition_version=old.definition_version,
-                )
-            ],
-            now=at,
-            actor=user_id,
+            owner_email=self.to.email,
+            owner_user_id=self.to.user_id,
+            routed_by=self.routed_by,
+            actor=self.user_id,
+            at=self.at,
         )
-        audit.record(
-            session,
-            at=at,
-            actor=user_id,
-            action="reassigned",
-            lead_id=old.lead_id,
-            handoff_id=old.id,
-            from_owner=old.owner_email,
-            to_owner=person.email,
-            new_handoff_id=successor_id,
-        )
-        _enqueue_card_update(session, old, at)
-        _enqueue_owner_write_back(session, services, successor_id, at)
-        return _reload(session, successor_id)
+        return None if successor_id is None else _reload(session, successor_id)
+
+
+def hand_over(
+    session: Session,
+    services: Services,
+    handoff_id: int,
+    *,
+    owner_email: str,
+    routed_by: str,
+    actor: str,
+    at: datetime,
+    owner_user_id: str | None = None,
+    route_key: str | None = None,
+) -> int | None:
+    """Move an open handoff to a new owner in the caller's transaction: the old one is
+    closed as reassigned (its clock stopped, its card updated), the new one opened with
+    a fresh clock and its own card. None when it was no longer open (someone decided
+    first). Used by the manager's reassign modal and by routing's own moves (away,
+    auto-reassign after a breach), where `actor` is who or what moved it."""
+    if not _claim(
+        session, handoff_id, status=HandoffStatus.REASSIGNED, decided_by=actor, decided_at=at
+    ):
+        return None
+    old = _reload(session, handoff_id)
+    close_clock(session, services.definitions.at_version(old.definition_version), old, at=at)
+    if held_pool(old.route_key):  # a manager's question, not a rep's clock: no SLA figure
+        old.business_seconds = old.wall_seconds = old.late_seconds = old.breached = None
+    (successor_id,) = open_handoffs(
+        session,
+        definition=services.definition,
+        new=[
+            NewHandoff(
+                lead_id=old.lead_id,
+                owner_email=owner_email,
+                owner_user_id=owner_user_id,
+                routed_by=routed_by,
+                previous_id=old.id,
+                route_key=route_key,
+                definition_version=old.definition_version,
+            )
+        ],
+        now=at,
+        actor=actor,
+    )
+    audit.record(
+        session,
+        at=at,
+        actor=actor,
+        action="reassigned",
+        lead_id=old.lead_id,
+        handoff_id=old.id,
+        from_owner=old.owner_email,
+        to_owner=owner_email,
+        new_handoff_id=successor_id,
+    )
+    _enqueue_card_update(session, old, at)
+    _enqueue_owner_write_back(session, services, successor_id, at)
+    return successor_id
 
 
 def check_reassignment(

@@ -192,13 +192,42 @@ class Sla:
     escalate_at: float
     escalation_channel: str | None = None
     snooze_max: BusinessDuration | None = None  # None: the card offers no snooze
+    reassign_at: float | None = None  # a breached lead moves on to the next rep of its pool
+
+
+def weighted_slots(reps: tuple[str, ...], weights: tuple[int, ...]) -> tuple[str, ...]:
+    """One cycle of smooth weighted round-robin (nginx's): each rep appears `weight`
+    times, spread out (3:1 gives a, a, b, a), so any run of leads is shared by weight."""
+    if not weights or all(weight == 1 for weight in weights):
+        return reps
+    current = [0] * len(reps)
+    total = sum(weights)
+    slots = []
+    for _ in range(total):
+        for i, weight in enumerate(weights):
+            current[i] += weight
+        best = max(range(len(reps)), key=lambda i: (current[i], -i))
+        current[best] -= total
+        slots.append(reps[best])
+    return tuple(slots)
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingRule:
+    """A routing rule: a pool of reps (rotated by weight, each at most `daily_cap` leads
+    a day), or `match_account` (the owner of the account's open or accepted handoff)."""
+
     key: str  # "routing[1]": how routing explanations and rotation state name it
     when: Condition | None
     reps: tuple[str, ...]
+    weights: tuple[int, ...] = ()  # per rep; () when every weight is 1
+    daily_cap: int | None = None
+    match_account: bool = False
+    # The rotation: each rep once per unit of weight, interleaved (position indexes it).
+    slots: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slots", weighted_slots(self.reps, self.weights))
 
 
 @dataclass(frozen=True, slots=True)
@@ -680,6 +709,7 @@ def _sla(r: _Reader, node: Any) -> Sla | None:
             "escalate_at",
             "escalation_channel",
             "snooze_max",
+            "reassign_at",
         ),
     )
     if data is None:
@@ -714,6 +744,9 @@ def _sla(r: _Reader, node: Any) -> Sla | None:
     snooze_max = None
     if data.get("snooze_max") is not None:
         snooze_max = r.parsed(parse_duration, data["snooze_max"], "handoff.sla.snooze_max")
+    reassign_at = None
+    if data.get("reassign_at") is not None:
+        reassign_at = r.fraction(data["reassign_at"], "handoff.sla.reassign_at")
     if within is None or hours is None or escalate_at is None:
         return None
     return Sla(
@@ -724,34 +757,84 @@ def _sla(r: _Reader, node: Any) -> Sla | None:
         escalate_at,
         channel,
         snooze_max,
+        reassign_at,
     )
+
+
+_TARGETS = ("to", "round_robin", "match_account")
+# A weight is a share of the rotation: a cycle holds sum(weights) slots.
+MAX_WEIGHT = 100
+
+
+def _rule_reps(r: _Reader, node: Any, where: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """A rule's reps: emails, or `{rep: email, weight: 2}`; weights () when all are 1."""
+    reps: list[str] = []
+    weights: list[int] = []
+    for j, item in enumerate(r.sequence(node, where)):
+        path = _join(where, j)
+        weight: int | None = 1
+        if isinstance(item, dict):
+            entry = r.mapping(item, path, required=("rep",), optional=("weight",))
+            if entry is None:
+                continue
+            email = r.email(entry.get("rep"), _join(path, "rep"))
+            if entry.get("weight") is not None:
+                weight = r.integer(entry["weight"], _join(path, "weight"), minimum=1)
+                if weight is not None and weight > MAX_WEIGHT:
+                    r.problem(_join(path, "weight"), f"expected at most {MAX_WEIGHT}, got {weight}")
+                    weight = None
+        else:
+            email = r.email(item, path)
+        if email is None or weight is None:
+            continue
+        if email in reps:
+            r.problem(path, f"'{email}' is listed twice (give one entry a weight instead)")
+            continue
+        reps.append(email)
+        weights.append(weight)
+    return tuple(reps), (tuple(weights) if any(w != 1 for w in weights) else ())
 
 
 def _routing(r: _Reader, node: Any) -> tuple[RoutingRule, ...]:
     rules = []
     for i, item in enumerate(r.sequence(node, "handoff.routing")):
         path = f"handoff.routing[{i}]"
-        data = r.mapping(item, path, optional=("when", "to", "round_robin"))
+        data = r.mapping(item, path, optional=("when", *_TARGETS, "daily_cap"))
         if data is None:
             continue
-        targets = [key for key in ("to", "round_robin") if key in data]
+        targets = [key for key in _TARGETS if key in data]
         if len(targets) != 1:
-            r.problem(path, "expected exactly one of to, round_robin")
+            r.problem(path, "expected exactly one of to, round_robin, match_account")
             continue
-        where = _join(path, targets[0])
-        reps = tuple(
-            email
-            for j, rep in enumerate(r.sequence(data[targets[0]], where))
-            if (email := r.email(rep, _join(where, j)))
-        )
         when = None
         if "when" in data:
             when_data = r.mapping(
                 data["when"], _join(path, "when"), required=("field",), optional=CONDITION_KEYS
             )
             when = _condition(r, when_data, _join(path, "when")) if when_data else None
+        key = path.removeprefix("handoff.")
+        if targets[0] == "match_account":
+            if data["match_account"] is not True:
+                r.problem(
+                    _join(path, "match_account"),
+                    f"expected true, got {_kind(data['match_account'])}",
+                )
+            elif "daily_cap" in data:
+                r.problem(
+                    _join(path, "daily_cap"),
+                    "a cap applies to a pool of reps (to or round_robin), not to match_account",
+                )
+            else:
+                rules.append(RoutingRule(key, when, (), match_account=True))
+            continue
+        reps, weights = _rule_reps(r, data[targets[0]], _join(path, targets[0]))
+        cap = None
+        if data.get("daily_cap") is not None:
+            cap = r.integer(data["daily_cap"], _join(path, "daily_cap"), minimum=1)
+        elif "daily_cap" in data:
+            r.problem(_join(path, "daily_cap"), "expected a whole number, got nothing")
         if reps:
-            rules.append(RoutingRule(path.removeprefix("handoff."), when, reps))
+            rules.append(RoutingRule(key, when, reps, weights, cap))
     return tuple(rules)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from bot.definition import ACTION_WORDS, Condition, Definition, Signal
+from bot.definition import ACTION_WORDS, Condition, Definition, RoutingRule, Signal
 from bot.judge import CriterionResult, Verdict
 from bot.leads import LeadIn
 
@@ -83,6 +83,11 @@ def describe_definition(definition: Definition) -> str:
         + (f"reminders at {', '.join(map(_percent, sla.remind_at))}; " if sla.remind_at else "")
         + f"the manager is told at {_percent(sla.escalate_at)}"
         + (f" and {sla.escalation_channel}" if sla.escalation_channel else "")
+        + (
+            f"; at {_percent(sla.reassign_at)} the lead moves to the next rep of its pool"
+            if sla.reassign_at
+            else ""
+        )
         + "."
         + (
             f" A rep may snooze a lead for up to {sla.snooze_max.text} of business time."
@@ -97,9 +102,7 @@ def describe_definition(definition: Definition) -> str:
         "Routing: the lead's own owner, else the first rule that matches:",
     ]
     for rule in definition.handoff.routing:
-        condition = describe_condition(rule.when) if rule.when else "any lead"
-        how = "round-robin over " if len(rule.reps) > 1 else ""
-        lines.append(f"  {rule.key}: {condition} -> {how}{', '.join(rule.reps)}")
+        lines.append(f"  {rule.key}: {describe_rule(rule)}")
     lines += ["", "Rejection reasons:"]
     for reason in definition.reasons:
         target = definition.criterion_label(reason.criterion)
@@ -119,6 +122,22 @@ def describe_definition(definition: Definition) -> str:
         f"{definition.digest.schedule.text} {definition.timezone.key}."
     )
     return "\n".join(lines)
+
+
+def describe_rule(rule: RoutingRule) -> str:
+    """One routing rule in words: `country is NZ -> round-robin over a (weight 2), b; at
+    most 20 a day each`."""
+    condition = describe_condition(rule.when) if rule.when else "any lead"
+    if rule.match_account:
+        return f"{condition} -> the owner of the account's open or accepted handoff"
+    weights = rule.weights or (1,) * len(rule.reps)
+    reps = ", ".join(
+        f"{rep} (weight {weight})" if weight != 1 else rep
+        for rep, weight in zip(rule.reps, weights, strict=True)
+    )
+    how = "round-robin over " if len(rule.reps) > 1 else ""
+    cap = f"; at most {rule.daily_cap} a day each" if rule.daily_cap else ""
+    return f"{condition} -> {how}{reps}{cap}"
 
 
 def _review_line(definition: Definition) -> str:

@@ -10,7 +10,7 @@ the path from a lead arriving to its DM.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import insert
@@ -22,6 +22,18 @@ from store import audit, outbox
 from store.models import Handoff, HandoffStatus, SlaTimer, TimerStatus
 
 CARD = "handoff_card"
+HELD_CARD = "held_card"  # the manager's "assign this lead" message of a held lead
+# A held handoff's route_key is "held:<rule key>": it counts toward no cap, runs no
+# clock, and names the pool whose managers may assign it.
+HELD_ROUTE = "held:"
+
+
+def held_pool(route_key: str | None) -> str | None:
+    """The pool rule's key of a held handoff ("routing[1]"); None for any other."""
+    if route_key is None or not route_key.startswith(HELD_ROUTE):
+        return None
+    return route_key.removeprefix(HELD_ROUTE)
+
 
 _handoff = Handoff.__table__  # type: ignore[attr-defined]
 _timer = SlaTimer.__table__  # type: ignore[attr-defined]
@@ -39,6 +51,7 @@ class NewHandoff:
     previous_id: int | None = None
     owner_user_id: str | None = None
     definition_version: int | None = None  # a reassignment keeps its lead's version
+    route_key: str | None = None  # the pool rule the owner came from
 
 
 def open_handoffs(
@@ -48,8 +61,13 @@ def open_handoffs(
     new: Sequence[NewHandoff],
     now: datetime,
     actor: str = "handoff",
+    held: bool = False,
 ) -> list[int]:
-    """Open a handoff for each of these (distinct) leads; returns their ids in order."""
+    """Open a handoff for each of these (distinct) leads; returns their ids in order.
+
+    `held`: the owners are managers asked to assign leads no rep of the pool can take
+    today: no clock runs, and they get a message to assign it instead of a card.
+    """
     if not new:
         return []
     due_at = deadline(definition, now)
@@ -68,6 +86,7 @@ def open_handoffs(
                 "commercial": [],
                 "previous_id": item.previous_id,
                 "definition_version": item.definition_version or definition.version,
+                "route_key": item.route_key,
             }
             for item in new
         ],
@@ -76,7 +95,7 @@ def open_handoffs(
     assert len(id_by_lead) == len(new), "one handoff per lead in a call"
     ids = [id_by_lead[item.lead_id] for item in new]
 
-    timers = plan_timers(definition, now)
+    timers = [] if held else plan_timers(definition, now)
     if timers:
         connection.execute(
             _INSERT_TIMERS,
@@ -97,7 +116,7 @@ def open_handoffs(
         session,
         [
             {
-                "kind": CARD,
+                "kind": HELD_CARD if held else CARD,
                 "payload": {"handoff_id": handoff_id},
                 "dedupe_key": f"handoff:{handoff_id}:card",
                 "handoff_id": handoff_id,
@@ -112,7 +131,7 @@ def open_handoffs(
             {
                 "at": now,
                 "actor": actor,
-                "action": "handed_off",
+                "action": "held" if held else "handed_off",
                 "lead_id": item.lead_id,
                 "handoff_id": handoff_id,
                 "detail": {
@@ -124,5 +143,36 @@ def open_handoffs(
             }
             for item, handoff_id in zip(new, ids, strict=True)
         ],
+    )
+    return ids
+
+
+def hold_handoffs(
+    session: Session,
+    *,
+    definition: Definition,
+    held: Sequence[NewHandoff],
+    others: Sequence[Sequence[str]],
+    now: datetime,
+    actor: str = "handoff",
+) -> list[int]:
+    """Leads every rep of their pool is too full for today, each given to the pool's
+    manager to assign (through the reassign flow). `route_key` of each: the pool's rule;
+    `others`: the pool's other managers, asked too (any of them may assign)."""
+    marked = [replace(item, route_key=f"{HELD_ROUTE}{item.route_key}") for item in held]
+    ids = open_handoffs(session, definition=definition, new=marked, now=now, actor=actor, held=True)
+    outbox.enqueue_many(
+        session,
+        [
+            {
+                "kind": HELD_CARD,
+                "payload": {"handoff_id": handoff_id, "to": manager},
+                "dedupe_key": f"handoff:{handoff_id}:held:{manager}",
+                "handoff_id": handoff_id,
+            }
+            for handoff_id, managers in zip(ids, others, strict=True)
+            for manager in managers
+        ],
+        now=now,
     )
     return ids

@@ -54,11 +54,13 @@ def _describe_audit(row: Audit) -> str:
         "reassigned": lambda d: f"from {d.get('from_owner')} to {d.get('to_owner')}",
         "rerouted": lambda d: f"to {d.get('owner')}: {d.get('why')}",
         "not_routed": lambda d: str(d.get("why")),
-        "held": lambda d: str(d.get("why")),
+        "kept_with_marketing": lambda d: str(d.get("why")),
         "disputed": lambda d: f"to {d.get('manager')}: {d.get('note')}",
         "dispute_reopened": lambda d: f"as handoff {d.get('new_handoff_id')}, with a fresh clock",
         "dispute_upheld": lambda d: "the rejection stands",
         "snoozed": lambda d: f"until {d.get('until')} ({d.get('length')}): {d.get('why')}",
+        "held": lambda d: f"for {d.get('owner')} to assign ({d.get('why')})",
+        "reassign_stuck": lambda d: str(d.get("why")),
     }
     describe = words.get(row.action)
     text = describe(detail) if describe else ", ".join(f"{k}={v}" for k, v in detail.items())

@@ -20,11 +20,18 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from bot import metrics
 from bot.definition import Definition
 from bot.explain import why_not_handed_off
-from bot.handoffs import CARD, NewHandoff, open_handoffs
+from bot.handoffs import CARD, NewHandoff, hold_handoffs, open_handoffs
 from bot.judge import IgnoredSignal, Verdict, judge
 from bot.leads import LeadIn
 from bot.logs import lead_event
-from bot.routing import route
+from bot.routing import (
+    account_index,
+    company_key,
+    day_start,
+    email_domain,
+    pool_managers,
+    route,
+)
 from bot.versions import ActiveDefinition
 from store import audit
 from store import leads as lead_store
@@ -46,6 +53,7 @@ UPDATED = "updated"  # re-judged while already with sales or decided: no new han
 NO_OWNER = "no_owner"
 COOLING_DOWN = "cooling_down"  # recycled, qualified again, waiting out its cooldown
 MAX_CYCLES = "max_cycles"  # recycled too often (handoff.max_cycles): stays with marketing
+HELD = "held"  # every rep of the pool is at the daily cap: the pool's manager assigns it
 HISTORY = "history"  # qualified in a backfill: stored as qualified, never handed off
 
 # A lead already with sales (or decided) is re-judged but never handed off again.
@@ -138,6 +146,8 @@ def _lead_values(lead: LeadIn) -> dict[str, Any]:
         "campaign": lead.campaign,
         "attributes": lead.attributes,
         "signals": [{"name": s["name"], "at": s["at"].isoformat()} for s in lead.signals],
+        "company_key": company_key(lead.company),
+        "email_domain": email_domain(lead.email),
     }
 
 
@@ -472,7 +482,13 @@ class Intake:
         self, session: Any, previous: KnownLead, now: datetime, why: str, **detail: Any
     ) -> None:
         audit.record(
-            session, at=now, actor=self.actor, action="held", lead_id=previous.id, why=why, **detail
+            session,
+            at=now,
+            actor=self.actor,
+            action="kept_with_marketing",
+            lead_id=previous.id,
+            why=why,
+            **detail,
         )
 
     def _hand_off(
@@ -486,18 +502,42 @@ class Intake:
         *,
         now: datetime,
     ) -> list[int]:
-        away = routing_store.away_reps(session)
-        # Leads whose explicit owner is not away need no rotation: skip reading it.
+        definition = self.definition
+        away = routing_store.away_reps(session, now=now)
+        # Leads whose explicit owner is not away need no rotation: skip reading it (and
+        # its lock). Everything counted below is read after the lock.
         needs_rotation = any(not batch[i].owner or batch[i].owner in away for i in indexes)
-        rule_keys = [rule.key for rule in definition.handoff.routing]
+        routing = definition.handoff.routing
+        rule_keys = [rule.key for rule in routing]
+        capped_keys = [rule.key for rule in routing if rule.daily_cap is not None]
         rotation = routing_store.positions(session, rule_keys) if needs_rotation else {}
+        loads = (
+            routing_store.day_loads(session, capped_keys, since=day_start(definition, now))
+            if needs_rotation and capped_keys
+            else {}
+        )
+        accounts = (
+            account_index(session, [batch[i] for i in indexes])
+            if needs_rotation and any(rule.match_account for rule in routing)
+            else None
+        )
         new: list[NewHandoff] = []
+        held: list[NewHandoff] = []
+        other_managers: list[list[str]] = []
         changed_keys: set[str] = set()
         unrouted: list[dict[str, Any]] = []
         for i in indexes:
             lead, lead_id, outcome = batch[i], lead_ids[i], outcomes[i]
             assert lead_id is not None and outcome is not None
-            decision = route(lead, definition, rotation=rotation, away=away)
+            decision = route(
+                lead, definition, rotation=rotation, away=away, loads=loads, accounts=accounts
+            )
+            if decision.held is not None:
+                manager, *others = pool_managers(definition, decision.held)
+                held.append(NewHandoff(lead_id, manager, decision.why, route_key=decision.held.key))
+                other_managers.append(others)
+                outcomes[i] = LeadOutcome(lead.id, HELD, outcome.score, True, why=decision.why)
+                continue
             if decision.owner is None:
                 unrouted.append({"b_id": lead_id, "status": LeadStatus.NURTURE, "ready": False})
                 audit.record(
@@ -513,14 +553,31 @@ class Intake:
             if decision.rotation_key is not None and decision.next_position is not None:
                 rotation[decision.rotation_key] = decision.next_position
                 changed_keys.add(decision.rotation_key)
-            new.append(NewHandoff(lead_id, decision.owner, decision.why))
+            if decision.rule_key in loads:
+                day = loads[decision.rule_key]
+                day[decision.owner] = day.get(decision.owner, 0) + 1
+            if accounts is not None:
+                accounts.add(lead, decision.owner)
+            new.append(
+                NewHandoff(lead_id, decision.owner, decision.why, route_key=decision.rule_key)
+            )
             outcomes[i] = LeadOutcome(
                 lead.id, HANDED_OFF, outcome.score, True, owner=decision.owner, why=decision.why
             )
         lead_store.update_leads(session, unrouted)
         for key in changed_keys:
             routing_store.save_position(session, key, rotation[key])
-        return open_handoffs(session, definition=definition, new=new, now=now, actor=self.actor)
+        opened = open_handoffs(session, definition=definition, new=new, now=now, actor=self.actor)
+        if held:
+            hold_handoffs(
+                session,
+                definition=definition,
+                held=held,
+                others=other_managers,
+                now=now,
+                actor=self.actor,
+            )
+        return opened
 
 
 def report_received(result: dict[str, Any], *, via: str = "") -> None:

@@ -14,7 +14,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import clock, metrics
+from bot import clock, metrics, rerouting
 from bot.blocks.common import as_mrkdwn, local_time, mention
 from bot.blocks.sla import escalation_blocks, escalation_text, nudge_blocks, nudge_text
 from bot.cards import post_to_user
@@ -23,6 +23,7 @@ from bot.delivery import sender
 from bot.logs import lead_event
 from bot.send_failures import Permanent, Retry
 from bot.services import Services
+from bot.sla import REASSIGN
 from store import outbox, timers
 from store.models import Handoff, HandoffStatus, Lead, Outbox, SlaTimer
 
@@ -46,6 +47,9 @@ def sweep(services: Services, *, now: datetime | None = None) -> int:
             fired = timers.claim_due(session, now=now, late_after=late_after)
             rows: list[dict[str, Any]] = []
             for timer in fired:
+                if timer.kind == REASSIGN:  # moves the lead itself, in this transaction
+                    rerouting.on_breach_safely(session, services, timer.handoff_id, now=now)
+                    continue
                 base = {"timer_id": timer.id, "handoff_id": timer.handoff_id, "late": timer.late}
                 if timer.kind == "remind":
                     targets = [("owner", NUDGE)]

@@ -11,10 +11,12 @@ from sqlmodel import Session
 from bot.definition import Definition
 from store.models import Handoff, SlaTimer, TimerStatus
 
+REASSIGN = "reassign"  # the timer of `handoff.sla.reassign_at`
+
 
 @dataclass(frozen=True)
 class TimerPlan:
-    kind: str  # remind | escalate
+    kind: str  # remind | escalate | reassign
     fraction: float
     due_at: datetime
 
@@ -39,7 +41,18 @@ def plan_timers(definition: Definition, assigned_at: datetime) -> list[TimerPlan
             calendar.point(assigned_at, sla.respond_within, sla.escalate_at),
         )
     )
+    plans += _reassign_plan(definition, assigned_at)
     return plans
+
+
+def _reassign_plan(definition: Definition, assigned_at: datetime) -> list[TimerPlan]:
+    """The auto-reassign timer (`handoff.sla.reassign_at`), when the definition has one."""
+    sla = definition.handoff.sla
+    if sla.reassign_at is None:
+        return []
+    calendar = definition.calendar()
+    due = calendar.point(assigned_at, sla.respond_within, sla.reassign_at)
+    return [TimerPlan(REASSIGN, sla.reassign_at, due)]
 
 
 def close_clock(

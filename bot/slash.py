@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import clock
+from bot import away, clock
 from bot.access import LEAD_REFUSED, NUMBERS_REFUSED, Viewer, may_see_lead, may_see_numbers
 from bot.blocks.common import Mrkdwn, as_mrkdwn, code_block, md
 from bot.digest import build_digest, digest_sections, window_for
@@ -24,7 +24,9 @@ HELP = Mrkdwn(
 `/handoff definition` the definition in plain words
 `/handoff stats [2026-W47]` this week's (or that week's) handoff numbers
 `/handoff lead ID` everything that happened to one lead
-`/handoff dispute LEAD NOTE` marketing disputes the lead's rejection (the rep's manager decides)"""
+`/handoff dispute LEAD NOTE` marketing disputes the lead's rejection (the rep's manager decides)
+`/handoff away [until 2026-12-01]` routing skips you (until that day)
+`/handoff back` routing sends you leads again"""
 )
 
 
@@ -52,6 +54,8 @@ def answer(services: Any, user_id: str, text: str) -> Mrkdwn:
             return as_mrkdwn(str(exc))
         title, summary = digest_sections(build_digest(services.db, services.definition, window))[0]
         return md("*{}*\n{}", title, summary)
+    if command in ("away", "back"):
+        return _away(services, user_id, command, rest)
     if command == "lead":
         if not rest:
             return Mrkdwn("Which lead? `/handoff lead ID`")
@@ -63,3 +67,9 @@ def answer(services: Any, user_id: str, text: str) -> Mrkdwn:
             return as_mrkdwn(LEAD_REFUSED)
         return code_block(render_story(*story), ANSWER_LIMIT)
     return HELP
+
+
+def _away(services: Any, user_id: str, command: str, rest: str) -> Mrkdwn:
+    if command == "away":
+        return away.go_away(services, user_id, rest)
+    return away.come_back(services, user_id)

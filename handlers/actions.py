@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext, BoltRequest
 from slack_sdk import WebClient
 
-from bot import decisions, disputes, governance, snooze
+from bot import away, decisions, disputes, governance, snooze
 from bot.blocks.card import (
     ACCEPT,
     COMMERCIAL,
@@ -22,8 +22,9 @@ from bot.blocks.card import (
 from bot.blocks.disputes import DISPUTE, REOPEN, UPHOLD, dispute_modal
 from bot.blocks.governance import APPROVE, DECLINE, decline_modal
 from bot.blocks.modals import reassign_modal, reject_modal, snooze_modal
+from bot.blocks.routing import AWAY_REASSIGN
 from bot.decisions import Refused
-from bot.replies import tell_refusal
+from bot.replies import tell, tell_refusal
 from bot.services import Services
 from handlers.after_ack import after_ack
 
@@ -242,6 +243,18 @@ def on_decline_definition(
     )
 
 
+def on_away_reassign(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    ack()
+    after_ack(context, reassign_away_leads, context["services"], body)
+
+
+def reassign_away_leads(services: Services, body: dict[str, Any]) -> None:
+    """The manager's one click on an away notice: the rep's open leads are rerouted."""
+    user_id = body["user"]["id"]
+    text = away.reassign_leads_of(services, user_id, body["actions"][0].get("value"))
+    tell(services.slack, user_id, _channel(body), text)
+
+
 def acknowledge_only(ack: Ack) -> None:
     """Checkbox ticks are read from the card when the rep decides; link buttons need no work."""
     ack()
@@ -257,6 +270,7 @@ def register(app: App) -> None:
     app.action(UPHOLD)(on_uphold)
     app.action(APPROVE)(on_approve_definition)
     app.action(DECLINE)(on_decline_definition)
+    app.action(AWAY_REASSIGN)(on_away_reassign)
     app.action(COMMERCIAL)(acknowledge_only)
     app.action(OPEN_CARD)(acknowledge_only)
     app.action(OPEN_CRM)(acknowledge_only)

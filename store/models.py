@@ -116,7 +116,12 @@ class HandoffStatus:
 
 class Lead(SQLModel, table=True):
     __tablename__ = "lead"
-    __table_args__ = (Index("ix_lead_source_campaign", "source", "campaign"),)
+    __table_args__ = (
+        Index("ix_lead_source_campaign", "source", "campaign"),
+        # Routing's account match: who already works this company or email domain.
+        Index("ix_lead_company_key", "company_key"),
+        Index("ix_lead_email_domain", "email_domain"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     external_id: str = Field(max_length=255, unique=True)
@@ -141,6 +146,8 @@ class Lead(SQLModel, table=True):
     # it is not handed off before `returns_after` (the reason's cooldown).
     recycled_at: datetime | None = _utc_column()
     returns_after: datetime | None = _utc_column()
+    company_key: str | None = None  # company, trimmed and case-folded
+    email_domain: str | None = None  # the email's domain, unless free mail (gmail.com)
 
 
 class Verdict(SQLModel, table=True):
@@ -195,6 +202,8 @@ class Handoff(SQLModel, table=True):
             "breached",
             "lead_id",
         ),
+        # Daily caps: a rule's handoffs since the start of today, counted per rep.
+        Index("ix_handoff_route_key", "route_key", "assigned_at", "owner_email"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -220,6 +229,9 @@ class Handoff(SQLModel, table=True):
     previous_id: int | None = Field(default=None, foreign_key="handoff.id")
     # The definition version the lead was handed off under (None: before governance).
     definition_version: int | None = None
+    # The routing rule ("routing[1]") whose pool the owner came from: its daily cap
+    # counts this handoff, and a breach moves the lead on within that pool.
+    route_key: str | None = Field(default=None, max_length=64)
 
 
 class OutboxStatus:
@@ -359,6 +371,7 @@ class RepStatus(SQLModel, table=True):
     email: str = Field(primary_key=True, max_length=320)
     away: bool = False
     updated_at: datetime = _utc_column(nullable=False)
+    away_until: datetime | None = _utc_column()  # away ends by itself then (None: until back)
 
 
 class DigestRun(SQLModel, table=True):

@@ -27,6 +27,7 @@ _VERDICT_TEXT = {
     "missing_context": "qualified, missing context",
     "nurture": "nurture",
     "no_owner": "qualified, no rep",
+    "held": "qualified, held for a manager",
 }
 
 

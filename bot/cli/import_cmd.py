@@ -121,6 +121,7 @@ def import_command(env: Env, file: Path, dry_run: bool, history: bool) -> None:
 
 OUTCOME_LABELS = (
     ("handed_off", "qualified, handed off to sales"),
+    ("held", "qualified, held (all reps at cap)"),
     ("no_owner", "qualified, no rep available"),
     ("missing_context", "qualified, missing context"),
     ("history", "qualified, kept as history"),
