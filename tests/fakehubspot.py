@@ -25,9 +25,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tests.loopback import LoopbackFake
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
 
@@ -120,12 +122,7 @@ class _Failure:
     policy: str | None = None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-
-class FakeHubSpot:
+class FakeHubSpot(LoopbackFake):
     """Fake HubSpot API on 127.0.0.1; `url` is the base URL (HUBSPOT_API_URL)."""
 
     def __init__(
@@ -162,47 +159,6 @@ class FakeHubSpot:
         self._recent: deque[float] = deque()
         self.rate_limited = 0
         self._lock = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-
-    # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> FakeHubSpot:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as HubSpot's API servers do
-            wbufsize = 1 << 16  # headers and body leave in one write (no delayed-ACK stall)
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                fake._handle(self, b"")
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                fake._handle(self, self.rfile.read(length))
-
-            def do_PATCH(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                fake._handle(self, self.rfile.read(length))
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeHubSpot:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- set-up -----------------------------------------------------------------------------
     def add_contact(

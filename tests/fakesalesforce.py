@@ -26,9 +26,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.loopback import LoopbackFake
 
 Answer = tuple[int, Any, dict[str, str]]
 
@@ -90,12 +92,7 @@ class _Failure:
     error_code: str
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-
-class FakeSalesforce:
+class FakeSalesforce(LoopbackFake):
     """Fake Salesforce org on 127.0.0.1; `url` is both SALESFORCE_URL and instance_url."""
 
     def __init__(self, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET) -> None:
@@ -116,45 +113,6 @@ class FakeSalesforce:
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
         self._down = False
-        self._server: ThreadingHTTPServer | None = None
-
-    # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> FakeSalesforce:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            wbufsize = 1 << 16
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                fake._handle(self, b"")
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                fake._handle(self, self.rfile.read(length))
-
-            do_PATCH = do_POST  # noqa: N815
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeSalesforce:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- set-up ---------------------------------------------------------------------------
     def add_field(self, name: str, kind: str = "string", *, updateable: bool = True) -> None:

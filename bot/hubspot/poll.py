@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import clock
-from bot.crm.lease import claim_poll, release_poll
+from bot.crm.cursor import claim_poll, past_cursor, release_poll, save_progress
 from bot.hubspot.api import (
     MODIFIED,
     SEARCH_CAP,
@@ -36,7 +35,6 @@ from bot.hubspot.api import (
     HubSpotUnavailable,
     SearchPage,
 )
-from store.crm import save_cursor
 from store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -124,7 +122,9 @@ def poll_once(
         while pending is not None:
             page = pending.result()
             result.pages += 1
-            fresh, cursor, seen = _past_cursor(page.results, cursor, seen)
+            fresh, cursor, seen = past_cursor(
+                page.results, cursor, seen, record_id=record_id, modified_ms=modified_ms
+            )
             reached = (int(after) if after and after.isdigit() else 0) + len(page.results)
             after, pending = page.next_after, None
             # One query serves `cap` results, whether or not HubSpot offers a page past them.
@@ -138,11 +138,7 @@ def poll_once(
             if fresh:
                 ingest(fresh)
                 result.delivered += len(fresh)
-                now = clock.now()
-                with db.transaction() as session:
-                    save_cursor(
-                        session, source, owner, cursor, sorted(seen), now=now, until=now + lease
-                    )
+                save_progress(db, source, owner, cursor, seen, lease)
             result.cursor_ms = cursor
             if stuck:
                 raise HubSpotError(
@@ -153,24 +149,6 @@ def poll_once(
     finally:
         ahead.shutdown(wait=True, cancel_futures=True)
         release_poll(db, source, owner, lease)
-
-
-def _past_cursor(
-    records: list[dict[str, Any]], cursor: int, seen: set[str]
-) -> tuple[list[dict[str, Any]], int, set[str]]:
-    """The records not yet handed over, and the cursor after them."""
-    fresh = []
-    seen = set(seen)
-    for record in records:
-        rid, changed = record_id(record), modified_ms(record)
-        if changed < cursor or (changed == cursor and rid in seen):
-            continue
-        fresh.append(record)
-        if changed > cursor:
-            cursor, seen = changed, {rid}
-        else:
-            seen.add(rid)
-    return fresh, cursor, seen
 
 
 def poll_job(

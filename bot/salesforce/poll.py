@@ -18,8 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import clock
-from bot.crm.lease import claim_poll, release_poll
+from bot.crm.cursor import claim_poll, past_cursor, release_poll, save_progress
 from bot.crm.sources import CrmSource
 from bot.hubspot.poll import LEASE, PollResult
 from bot.salesforce.api import (
@@ -30,7 +29,6 @@ from bot.salesforce.api import (
     SalesforceRefused,
     SalesforceUnavailable,
 )
-from store.crm import save_cursor
 from store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -58,6 +56,10 @@ def as_record(record: dict[str, Any]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     _flatten(record, "", properties)
     return {"id": record.get("Id"), "properties": properties}
+
+
+def record_id(record: dict[str, Any]) -> str:
+    return str(record.get("Id") or "")
 
 
 def modified_ms(record: dict[str, Any]) -> int:
@@ -109,39 +111,19 @@ def poll_once(
         page = client.query_changed(source.object, fields, since, batch_size=batch_size)
         while True:
             result.pages += 1
-            fresh, cursor, seen = _past_cursor(page.records, cursor, seen)
+            fresh, cursor, seen = past_cursor(
+                page.records, cursor, seen, record_id=record_id, modified_ms=modified_ms
+            )
             if fresh:
                 ingest([as_record(record) for record in fresh])
                 result.delivered += len(fresh)
-                now = clock.now()
-                with db.transaction() as session:
-                    save_cursor(
-                        session, SOURCE, owner, cursor, sorted(seen), now=now, until=now + lease
-                    )
+                save_progress(db, SOURCE, owner, cursor, seen, lease)
             result.cursor_ms = cursor
             if page.next_url is None:
                 return result
             page = client.query_more(page.next_url, batch_size=batch_size)
     finally:
         release_poll(db, SOURCE, owner, lease)
-
-
-def _past_cursor(
-    records: list[dict[str, Any]], cursor: int, seen: set[str]
-) -> tuple[list[dict[str, Any]], int, set[str]]:
-    """The records not yet handed over, and the cursor after them."""
-    fresh = []
-    seen = set(seen)
-    for record in records:
-        rid, changed = str(record.get("Id") or ""), modified_ms(record)
-        if changed < cursor or (changed == cursor and rid in seen):
-            continue
-        fresh.append(record)
-        if changed > cursor:
-            cursor, seen = changed, {rid}
-        else:
-            seen.add(rid)
-    return fresh, cursor, seen
 
 
 def poll_job(

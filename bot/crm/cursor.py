@@ -1,22 +1,27 @@
-"""The lease that lets one process at a time poll a CRM source.
+"""A CRM poll's cursor and the lease that lets one process at a time poll a source.
 
-The cursor row (`crm_cursor`) holds who polls and until when; each saved page
-extends the lease, and a crashed poller's lease runs out. A CRM's rate limits
-are its account's, shared by every replica, so one poller is the right number.
+The cursor row (`crm_cursor`) holds how far the polls got (a change time in epoch
+ms, and the ids already taken at exactly that time), who polls and until when;
+each saved page extends the lease, and a crashed poller's lease runs out. A CRM's
+rate limits are its account's, shared by every replica, so one poller is right.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
 from bot import clock
-from store.crm import claim_cursor, create_cursor, load_cursor, release_cursor
+from store.crm import claim_cursor, create_cursor, load_cursor, release_cursor, save_cursor
 from store.db import Database
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 
 def release_poll(db: Database, source: str, owner: str, lease: timedelta) -> None:
@@ -46,3 +51,35 @@ def claim_poll(
     with db.transaction() as session:
         row = claim_cursor(session, source, owner, now=now, until=now + lease)
         return None if row is None else (row.cursor_ms, set(row.seen_ids))
+
+
+def past_cursor(
+    records: list[R],
+    cursor: int,
+    seen: set[str],
+    *,
+    record_id: Callable[[R], str],
+    modified_ms: Callable[[R], int],
+) -> tuple[list[R], int, set[str]]:
+    """The records (oldest first) not yet handed over, and the cursor after them."""
+    fresh = []
+    seen = set(seen)
+    for record in records:
+        rid, changed = record_id(record), modified_ms(record)
+        if changed < cursor or (changed == cursor and rid in seen):
+            continue
+        fresh.append(record)
+        if changed > cursor:
+            cursor, seen = changed, {rid}
+        else:
+            seen.add(rid)
+    return fresh, cursor, seen
+
+
+def save_progress(
+    db: Database, source: str, owner: str, cursor: int, seen: set[str], lease: timedelta
+) -> None:
+    """Move the cursor past a page `ingest` took, and extend the lease."""
+    now = clock.now()
+    with db.transaction() as session:
+        save_cursor(session, source, owner, cursor, sorted(seen), now=now, until=now + lease)
