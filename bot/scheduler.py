@@ -150,7 +150,7 @@ def salesforce_poll(services: Services) -> tuple[float, Callable[[], Any]] | Non
             "SALESFORCE_CLIENT_SECRET are not all set: not polling"
         )
         return None
-    intake = Intake(services.db, services.definition, delivery=services.delivery)
+    intake = Intake(services.db, services.definitions, delivery=services.delivery)
 
     def ingest(records: list[dict[str, Any]]) -> None:
         ingest_records(services, intake, source, records)
