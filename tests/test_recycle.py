@@ -164,7 +164,7 @@ def test_the_story_says_when_a_recycled_lead_may_return(recycling, db, monkeypat
     assert "status cooling_down" in story
     assert "Recycled 2026-11-23 00:00 UTC: may return after 2026-12-07 00:00 UTC" in story
     assert "cooldown until 2026-12-07T00:00:00+00:00" in story
-    assert "held" in story and "handed off when its cooldown ends" in story
+    assert "kept with marketing" in story and "handed off when its cooldown ends" in story
     assert "before the lead was recycled on 2026-11-23 00:00 UTC" in story
 
 
