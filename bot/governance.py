@@ -14,18 +14,20 @@ double clicks and two processes approving at once activate exactly once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from bot import access, clock
 from bot.backtest import Backtest, run_backtest
 from bot.blocks.common import Mrkdwn, md, mention
 from bot.changes import describe
-from bot.decisions import Refused
+from bot.decisions import Refused, write_retrying
 from bot.definition import Definition, DefinitionError
 from bot.governance_messages import GOVERNANCE_NOTE, PROPOSAL_DM, PROPOSAL_UPDATE
 from bot.services import Services
@@ -36,6 +38,7 @@ from store.governance import ROLES
 from store.models import DefinitionState, DefinitionVersion
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NOTE_LIMIT = 3000
 EXAMPLES = 5
@@ -283,7 +286,8 @@ def approve(services: Services, proposal_id: Any, user_id: str) -> Approval:
     assert row.id is not None
     now = clock.now()
     definition = services.definition
-    with services.db.transaction() as session:
+
+    def work(session: Session) -> int | None:
         approved = [r for r in roles if store.approve(session, row.id, r, user_id=user_id, at=now)]
         current = store.get(session, row.id)
         assert current is not None
@@ -329,6 +333,9 @@ def approve(services: Services, proposal_id: Any, user_id: str) -> Approval:
             )
         else:
             _update_messages(session, row.id, event=f"approved:{'+'.join(approved)}", now=now)
+        return number
+
+    number = _write(services, work, "approval")
     if number is not None:
         logger.info("definition change #%s approved by both owners: version %s", row.id, number)
         services.definitions.refresh()
@@ -358,7 +365,8 @@ def decline(services: Services, decision: Decline) -> bool:
     had closed meanwhile (the decliner is told)."""
     now = clock.now()
     definition = services.definition
-    with services.db.transaction() as session:
+
+    def work(session: Session) -> bool:
         ended = store.end(
             session,
             decision.proposal_id,
@@ -398,8 +406,23 @@ def decline(services: Services, decision: Decline) -> bool:
                 key=f"proposal:{decision.proposal_id}:late-decline",
                 now=now,
             )
+        return ended
+
+    ended = _write(services, work, "decline")
     services.delivery.wake()
     return ended
+
+
+def _write(services: Services, work: Callable[[Session], T], what: str) -> T:
+    """An owner's click, written after its ack: retried while the database is busy, like
+    a decision (bot/decisions.py); the owner reads why when it stayed busy."""
+    try:
+        return write_retrying(services, work)
+    except OperationalError:
+        logger.exception("definition %s not written: the database stayed busy", what)
+        raise Refused(
+            f"I could not save your {what}: the database stayed busy. Please try again."
+        ) from None
 
 
 # --- the emergency path ----------------------------------------------------------------------

@@ -9,6 +9,8 @@ from bot.crm.links import crm_name, record_url
 from bot.crm.sources import SourcesError, read_sources, with_salesforce_url
 from bot.definition import Definition, DefinitionError, load_definition
 from bot.history import lead_story, render_story
+from bot.versions import stored
+from store import governance as governance_store
 
 
 @main.command("lead")
@@ -36,8 +38,13 @@ def _record_url(env: Env, lead_id: str) -> str | None:
 
 
 def _labels(env: Env) -> Definition | None:
-    """The definition, for its labels; the story is told from the database without it."""
+    """The active version (else the file), for its labels; the story is told from the
+    database without it. Reads only: a story never stores a version."""
+    with env.db.session() as session:
+        row = governance_store.active(session)
     try:
+        if row is not None:
+            return stored(row)
         return load_definition(env.settings.handoff_definition)
     except (DefinitionError, OSError):
         return None
