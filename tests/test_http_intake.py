@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from freezegun import freeze_time
 from sqlalchemy import select
 
-from bot import clock
+from bot import clock, governance
 from bot.cli import main
 from store.models import Audit, Handoff, Lead, Outbox
 from tests.conftest import DATA, lead
@@ -150,8 +150,11 @@ def test_handoff_lead_shows_the_whole_verdict(app, db, monkeypatch) -> None:
         f"not counted: podcast at {(now - day).isoformat()} (not in the definition)",
     ]
 
-    # Judged under another definition: its labels might not mean the same, so ids only.
-    monkeypatch.setenv("HANDOFF_DEFINITION", str(ROOT / "qualification.yml"))
+    # Judged under another version than the active one: its labels might not mean the
+    # same, so ids only.
+    governance.force(
+        app.services, (ROOT / "qualification.yml").read_text(), why="a test", by="ops@example.com"
+    )
     other = CliRunner().invoke(main, ["lead", "small"]).stdout
     assert "✗ size failed: 20\n" in other and "+15 webinar\n" in other
 
