@@ -103,8 +103,8 @@ def may_see_lead(services: Services, viewer: Viewer, external_id: str) -> bool:
     definition = services.definition
     with services.db.session() as session:
         exists = session.scalar(select(Lead.id).where(Lead.external_id == external_id))
-        owners = session.execute(
-            select(Handoff.owner_email, Handoff.owner_user_id)
+        handoffs = session.scalars(
+            select(Handoff)
             .join(Lead, Lead.id == Handoff.lead_id)
             .where(Lead.external_id == external_id)
         ).all()
@@ -112,10 +112,9 @@ def may_see_lead(services: Services, viewer: Viewer, external_id: str) -> bool:
         return False
     if _owns_definition(definition, viewer):
         return True
-    return any(
-        owns(viewer, email, user_id) or manages(definition, viewer, email)
-        for email, user_id in owners
-    )
+    # Whoever may (or might have) decided on one of its handoffs: owners, their managers,
+    # and the managers of the pool a held lead waits in.
+    return any(may_decide(definition, viewer, handoff) for handoff in handoffs)
 
 
 def may_see_numbers(services: Services, viewer: Viewer) -> bool:

@@ -23,7 +23,7 @@ from bot.definition import Definition, DefinitionError, parse_definition
 from bot.explain import describe_definition
 from store.models import Handoff, Lead
 from tests.conftest import DATA, lead
-from tests.slackreq import block_actions, view_submission
+from tests.slackreq import block_actions, slash_command, view_submission
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=SYDNEY)
@@ -346,7 +346,12 @@ def test_every_manager_of_a_full_pool_is_asked_and_any_of_them_assigns(app_facto
     [second] = [c for c in dms_to(fake_slack, "U0MGR2") if "Globex" in c.args["text"]]
     held = handoffs(db)[-1]
     assert held.owner_email == "mgr@example.com"
-    # The second manager (not the held lead's owner) assigns it; a stranger may not.
+    # The second manager (not the held lead's owner) may open its story; a stranger not.
+    story = app.slack(slash_command(user_id="U0MGR2", text="lead crm-3")).text
+    assert story.startswith("```Lead crm-3: Globex"), story
+    hidden = app.slack(slash_command(user_id="U0STRANGER", text="lead crm-3")).text
+    assert "Globex" not in hidden
+    # The second manager assigns it; a stranger may not.
     app.slack(block_actions(user_id="U0STRANGER", action_id=REASSIGN, value=str(held.id)))
     [refused] = fake_slack.wait_for("chat.postEphemeral")
     assert refused.args["text"].startswith("Only ")
