@@ -23,30 +23,13 @@ from store.crm import claim_cursor, create_cursor
 from store.db import Database
 from store.models import CrmCursor
 from tests.fakesalesforce import CLIENT_ID, CLIENT_SECRET, FakeSalesforce
+from tests.test_hubspot_poll import Recorder
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 T0_MS = int(T0.timestamp() * 1000)
 SOURCE = parse_sources(
     {"salesforce": {"fields": {"email": "Email", "owner": "Owner.Email", "company": "Company"}}}
 ).salesforce
-
-
-class Recorder:
-    """The ingest callable: remembers every page it was handed; can fail on one."""
-
-    def __init__(self, fail_on_page: int | None = None) -> None:
-        self.pages: list[list[dict[str, Any]]] = []
-        self.fail_on_page = fail_on_page
-
-    def __call__(self, records: list[dict[str, Any]]) -> None:
-        if self.fail_on_page is not None and len(self.pages) + 1 == self.fail_on_page:
-            self.fail_on_page = None
-            raise RuntimeError("intake crashed")
-        self.pages.append(records)
-
-    @property
-    def ids(self) -> list[str]:
-        return [record["id"] for page in self.pages for record in page]
 
 
 @pytest.fixture
