@@ -102,6 +102,41 @@ def summarize(report: Backtest, current: Definition, candidate: Definition) -> d
     }
 
 
+def _store_proposal(
+    session: Session,
+    active: Definition,
+    candidate: Definition,
+    text: str,
+    *,
+    by: str,
+    note: str | None,
+    now: datetime,
+    summary: dict[str, Any] | None = None,
+) -> DefinitionVersion:
+    """Store `text` as a proposal against the active version (with the change in words
+    and, when given, the backtest's summary); a newer proposal withdraws any open one."""
+    backtest: dict[str, Any] = {"changes": describe(active, candidate), "against": active.version}
+    if summary is not None:
+        backtest["summary"] = summary
+    row = store.add(
+        session,
+        DefinitionVersion(
+            fingerprint=candidate.fingerprint,
+            yaml_text=text,
+            state=DefinitionState.PROPOSED,
+            created_at=now,
+            proposed_by=by,
+            note=note,
+            backtest=backtest,
+        ),
+    )
+    assert row.id is not None
+    for older in store.open_proposals(session):
+        if older.id != row.id:
+            _withdraw(session, older, by=row.id, at=now)
+    return row
+
+
 def propose(
     services: Services, definition_text: str, *, note: str | None, proposed_by: str
 ) -> DefinitionVersion:
@@ -122,26 +157,16 @@ def propose(
     summary = summarize(run_backtest(services.db, active, candidate), active, candidate)
     now = clock.now()
     with services.db.transaction() as session:
-        row = store.add(
+        row = _store_proposal(
             session,
-            DefinitionVersion(
-                fingerprint=candidate.fingerprint,
-                yaml_text=definition_text,
-                state=DefinitionState.PROPOSED,
-                created_at=now,
-                proposed_by=proposed_by,
-                note=_clip_note(note),
-                backtest={
-                    "summary": summary,
-                    "changes": describe(active, candidate),
-                    "against": active.version,
-                },
-            ),
+            active,
+            candidate,
+            definition_text,
+            by=proposed_by,
+            note=_clip_note(note),
+            now=now,
+            summary=summary,
         )
-        assert row.id is not None
-        for older in store.open_proposals(session):
-            if older.id != row.id:
-                _withdraw(session, older, by=row.id, at=now)
         for role, email in asked.items():
             if role != "marketing" and email == asked["marketing"]:
                 continue  # one person owns both: one DM, and their click approves for both
@@ -445,22 +470,7 @@ def force(services: Services, definition_text: str, *, why: str, by: str) -> int
         raise ProposalError([f"the definition is the active version {active.version} already"])
     now = clock.now()
     with services.db.transaction() as session:
-        row = store.add(
-            session,
-            DefinitionVersion(
-                fingerprint=candidate.fingerprint,
-                yaml_text=definition_text,
-                state=DefinitionState.PROPOSED,
-                created_at=now,
-                proposed_by=by,
-                note=why,
-                backtest={"changes": describe(active, candidate), "against": active.version},
-            ),
-        )
-        assert row.id is not None
-        for older in store.open_proposals(session):
-            if older.id != row.id:
-                _withdraw(session, older, by=row.id, at=now)
+        row = _store_proposal(session, active, candidate, definition_text, by=by, note=why, now=now)
         number = store.activate(session, row.id, how=FORCED, by=by, at=now, why=why)
         assert number is not None
         audit.record(
